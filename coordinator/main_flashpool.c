@@ -163,8 +163,6 @@ static int write_floats(const char *path, const float *x, size_t n) {
     return 0;
 }
 
-static void on_progress(void *ud, int done, int total) { progress_update(ud, done, total); }
-
 /* Generate up to max_tokens after the prompt already in the session; prints text. */
 static int generate(fp_session *s, const tokenizer *tok, const cli *c, const model *m, char *err, size_t errlen) {
     sampler smp;
@@ -328,7 +326,7 @@ int main(int argc, char **argv) {
             if (!c.quiet) progress_update(&pg, (int64_t)i + 1, (int64_t)ids.n);
         }
     } else if (session_eval(s, ids.ids, (int)ids.n, all, c.dump_prefix ? &obs : NULL,
-                            c.quiet ? NULL : on_progress, &pg, err, sizeof err)) {
+                            c.quiet ? NULL : progress_cb, &pg, err, sizeof err)) {
         fprintf(stderr, "\nflashpool: %s\n", err);
         goto out;
     }

@@ -36,3 +36,5 @@ void progress_update(progress *p, int64_t done, int64_t total) {
 void progress_end(progress *p) {
     if (p->tty && p->last_pct >= 0) fputc('\n', stderr);
 }
+
+void progress_cb(void *ud, int done, int total) { progress_update(ud, done, total); }

@@ -15,6 +15,8 @@ typedef struct progress {
 void progress_begin(progress *p, const char *label);
 void progress_update(progress *p, int64_t done, int64_t total);   /* units are the caller's */
 void progress_end(progress *p);
+/* Adapter with the engine's progress_fn signature (ud = progress *). */
+void progress_cb(void *ud, int done, int total);
 double now_seconds(void);
 
 #endif
