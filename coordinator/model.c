@@ -93,6 +93,8 @@ static int read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t
         return fail(err, errlen, "expert_count %d / expert_used_count %d unsupported", hp->n_expert, hp->n_expert_used);
     if (hp->n_rot % 2 || hp->n_rot > hp->head_dim || (hp->head_dim - hp->n_rot) % 64)
         return fail(err, errlen, "head_dim %d / rope dims %d: head_dim-rot must be a multiple of 64", hp->head_dim, hp->n_rot);
+    if (hp->head_dim > 1024 || hp->head_dim < 64)
+        return fail(err, errlen, "attention key_length %d not in 64..1024", hp->head_dim);
     if (hp->idx_head_dim != 128) return fail(err, errlen, "indexer key_length %d, only 128 is supported", hp->idx_head_dim);
     if (hp->n_rot > hp->idx_head_dim) return fail(err, errlen, "rope dims exceed the indexer head");
     if (hp->n_out_group < 1 || hp->n_head % hp->n_out_group)
