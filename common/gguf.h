@@ -80,6 +80,12 @@ int gguf_arr_get_str(const gguf_file *f, const gguf_kv *kv, uint64_t i, gguf_str
 /* Human summary: tensor count, per-type tensor count and bytes. */
 void gguf_print_summary(const gguf_file *f, FILE *out);
 
+/* Raw stored bytes of kv's value (arrays: from the element-type field on;
+ * strings: from the length prefix). Returns the byte count, 0 if kv is not
+ * one of f's entries. Used to copy metadata between files. */
+size_t gguf_kv_raw(const gguf_file *f, const gguf_kv *kv, const uint8_t **raw);
+const char *gguf_vtype_name(uint32_t type);     /* "u32", "string", ...; "?" */
+
 /* ---- writer -------------------------------------------------------------- */
 typedef struct gguf_writer gguf_writer;
 gguf_writer *gguf_writer_new(uint32_t alignment);
@@ -94,6 +100,11 @@ void gguf_w_arr_u32(gguf_writer *w, const char *key, const uint32_t *v, uint64_t
 void gguf_w_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
 void gguf_w_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n);
 void gguf_w_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
+/* Any fixed-size scalar / array element type (not STR/ARR); host values. */
+void gguf_w_scalar(gguf_writer *w, const char *key, uint32_t type, const void *v);
+void gguf_w_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *v, uint64_t n);
+/* Copy one metadata entry (any type, nested arrays included) from an open file. */
+void gguf_w_kv_copy(gguf_writer *w, const gguf_file *f, const gguf_kv *kv);
 /* Declare a tensor (data written later, in declaration order). */
 void gguf_w_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t ndim, const uint64_t *dims);
 /* Write header + directory to path.tmp; then stream each tensor's bytes with
