@@ -143,6 +143,17 @@ int session_n_tokens(const fp_session *s) { return s->n_tokens; }
 const int32_t *session_tokens(const fp_session *s) { return s->tokens; }
 const float *session_logits(const fp_session *s) { return s->logits; }
 kv_state *session_kv(fp_session *s) { return s->kv; }
+fp_engine *session_engine(const fp_session *s) { return s->e; }
+
+int session_set_history(fp_session *s, const int32_t *tokens, int n, const float *logits) {
+    if (n < 0 || n > s->ctx) return -1;
+    if (n) memmove(s->tokens, tokens, (size_t)n * sizeof(int32_t));
+    s->n_tokens = n;
+    const size_t V = (size_t)s->e->m->hp.n_vocab;
+    if (logits) memmove(s->logits, logits, V * sizeof(float));
+    else memset(s->logits, 0, V * sizeof(float));
+    return 0;
+}
 
 int session_eval(fp_session *s, const int32_t *tokens, int n, float *all_logits,
                  const fwd_observer *obs, progress_fn progress, void *pud,

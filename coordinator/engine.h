@@ -45,6 +45,12 @@ int session_eval(fp_session *s, const int32_t *tokens, int n, float *all_logits,
                  const fwd_observer *obs, progress_fn progress, void *pud,
                  char *err, size_t errlen);
 kv_state *session_kv(fp_session *s);
+fp_engine *session_engine(const fp_session *s);
+/* Snapshot restore (kv_snapshot.c): after the caller has written the KV state
+ * of n tokens into session_kv(s), set the token history and the logits after
+ * the last token (n_vocab floats; NULL leaves them zero). -1 if n is outside
+ * [0, ctx]. */
+int session_set_history(fp_session *s, const int32_t *tokens, int n, const float *logits);
 
 /* Bytes of available memory (MemAvailable), 0 if unknown. */
 size_t mem_available_bytes(void);
