@@ -189,6 +189,10 @@ void gguf_w_scalar(gguf_writer *w, const char *key, uint32_t type, const void *v
         if (w) wfail(w, "key '%s': gguf_w_scalar needs a fixed-size type, got %u", key ? key : "(null)", type);
         return;
     }
+    if (!v) {
+        if (w) wfail(w, "key '%s': NULL value", key ? key : "(null)");
+        return;
+    }
     if (type == GGUF_BOOL && *(const uint8_t *)v > 1) {
         if (w) wfail(w, "key '%s': bool value must be 0 or 1", key ? key : "(null)");
         return;
