@@ -243,6 +243,7 @@ typedef struct entry {
     uint64_t bytes;
     int64_t last_used_ns;      /* file mtime: survives restarts */
     int writing;               /* space reserved, file not yet in place */
+    int pins;                  /* > 0: not evictable (about to be loaded) */
 } entry;
 
 struct kv_disk {
@@ -313,8 +314,8 @@ static int make_room(kv_disk *d, uint64_t need) {
     while (d->used + need > d->budget) {
         int v = -1;
         for (int i = 0; i < d->n; i++)
-            if (!d->e[i].writing && (v < 0 || d->e[i].last_used_ns < d->e[v].last_used_ns)) v = i;
-        if (v < 0) return -1;
+            if (!d->e[i].writing && !d->e[i].pins && (v < 0 || d->e[i].last_used_ns < d->e[v].last_used_ns)) v = i;
+        if (v < 0) return -1;   /* everything left is pinned or being written */
         char name[80];
         file_name(d->e[v].key, name);
         if (unlinkat(d->dirfd, name, 0) && errno != ENOENT) {
@@ -595,7 +596,7 @@ int kv_disk_save(kv_disk *d, fp_session *s, int reason, char *err, size_t errlen
     }
     if (make_room(d, total)) {
         pthread_mutex_unlock(&d->mu);
-        logf_(d, "kv-disk: %s save of %d tokens skipped: no room (other saves in progress)",
+        logf_(d, "kv-disk: %s save of %d tokens skipped: no room (the rest is pinned or being written)",
               kv_save_reason_name(reason), n);
         return 0;
     }
@@ -691,6 +692,18 @@ int kv_disk_find(kv_disk *d, const int32_t *tokens, int n, int min_tokens) {
     const int best = m > 0 ? c[0].n_tokens : 0;
     free(c);
     return best;
+}
+
+void kv_disk_pin(kv_disk *d, const int32_t *tokens, int n, int delta) {
+    uint8_t key[32];
+    kv_disk_key(tokens, n, key);
+    pthread_mutex_lock(&d->mu);
+    const int i = find_entry(d, key, n);
+    if (i >= 0) {
+        d->e[i].pins += delta;
+        if (d->e[i].pins < 0) d->e[i].pins = 0;
+    }
+    pthread_mutex_unlock(&d->mu);
 }
 
 int kv_disk_contains(kv_disk *d, const int32_t *tokens, int n) {

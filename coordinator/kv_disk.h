@@ -110,6 +110,11 @@ int kv_disk_find(kv_disk *d, const int32_t *tokens, int n, int min_tokens);
 int kv_disk_load(kv_disk *d, fp_session *s, const int32_t *tokens, int n, int min_tokens, char *err,
                  size_t errlen);
 
+/* Pin (+1) or unpin (-1) the checkpoint of exactly tokens[0..n): eviction
+ * never deletes a pinned checkpoint, so a store made just before loading it
+ * (e.g. saving the session being replaced) cannot remove it. */
+void kv_disk_pin(kv_disk *d, const int32_t *tokens, int n, int delta);
+
 /* Whether a checkpoint of exactly tokens[0..n) is stored. */
 int kv_disk_contains(kv_disk *d, const int32_t *tokens, int n);
 

@@ -289,6 +289,20 @@ int kv_snapshot_save_buf(fp_session *s, int kind, void **buf, size_t *len, char 
     return 0;
 }
 
+int kv_snapshot_save_into(fp_session *s, int kind, void *buf, size_t cap, size_t *len, char *err,
+                          size_t errlen) {
+    const size_t sz = kv_snapshot_size(s, kind);
+    if (sz > cap) {
+        snprintf(err, errlen, "snapshot needs %zu bytes, buffer has %zu", sz, cap);
+        return -1;
+    }
+    membuf m = {.p = buf, .cap = cap};
+    const kv_sink out = {mem_write, &m};
+    if (kv_snapshot_write(s, kind, &out, err, errlen)) return -1;
+    *len = m.len;
+    return 0;
+}
+
 int kv_snapshot_load_buf(fp_session *s, const void *buf, size_t len, char *err, size_t errlen) {
     membuf m = {.p = (uint8_t *)buf, .len = len};
     const kv_source in = {mem_read, &m};

@@ -53,6 +53,8 @@ int kv_snapshot_read(fp_session *s, const kv_source *in, char *err, size_t errle
 
 /* Convenience wrappers. save_buf allocates *buf (caller frees). */
 int kv_snapshot_save_buf(fp_session *s, int kind, void **buf, size_t *len, char *err, size_t errlen);
+/* Into a caller buffer of cap bytes (reused across saves); -1 if too small. */
+int kv_snapshot_save_into(fp_session *s, int kind, void *buf, size_t cap, size_t *len, char *err, size_t errlen);
 int kv_snapshot_load_buf(fp_session *s, const void *buf, size_t len, char *err, size_t errlen);
 int kv_snapshot_save_file(fp_session *s, FILE *f, char *err, size_t errlen);
 int kv_snapshot_load_file(fp_session *s, FILE *f, char *err, size_t errlen);
