@@ -129,7 +129,7 @@ static pair_entry *pair_slot(pair_entry *tab, size_t mask, uint64_t key) {
 
 static int pairs_grow(trainer *t) {
     size_t cap = t->pairs ? (t->pair_mask + 1) * 2 : 1u << 16;
-    pair_entry *tab = malloc(cap * sizeof *tab);
+    pair_entry *tab = calloc(cap, sizeof *tab);
     if (!tab) return -1;
     for (size_t i = 0; i < cap; i++) tab[i].key = UINT64_MAX;
     if (t->pairs)
@@ -291,7 +291,8 @@ static void trainer_free(trainer *t) {
     for (size_t i = 0; i < t->n_words; i++) free(t->words[i].sym);
     free(t->words);
     if (t->pairs)
-        for (size_t i = 0; i <= t->pair_mask; i++) free(t->pairs[i].wl);
+        for (size_t i = 0; i <= t->pair_mask; i++)
+            if (t->pairs[i].key != UINT64_MAX) free(t->pairs[i].wl);
     free(t->pairs);
     free(t->heap);
     free(t->seen);

@@ -184,8 +184,9 @@ static int do_decode(const opts *o, const tokenizer *t, char *line, size_t n, si
         if (v < 0 || v >= tokenizer_n_vocab(t) || v != (double)(int32_t)v) {
             fprintf(stderr, "flashpool-tokenize: line %zu: %s is not a token id (vocabulary has"
                     " %d)\n", lineno, cJSON_IsNumber(e) ? "value" : "non-number", tokenizer_n_vocab(t));
-            rc = -1;
-            break;
+            cJSON_Delete(j);
+            free(buf);
+            return -1;
         }
         size_t tl;
         tokenizer_token_bytes(t, (int32_t)v, &tl);
