@@ -2,12 +2,12 @@
  * tokenizer.h): vocabulary and merge tables, byte-level BPE per pre-token
  * piece, token -> bytes decoding and streaming UTF-8 hold-back.
  *
- * Behaviour matches Hugging Face tokenizers (Rust and tokenizers.js) on the
- * same vocab/merges: pieces come from pretokenizer.c (the official DeepSeek
- * regex list); each piece's bytes are mapped through the GPT-2
- * bytes_to_unicode table, one symbol per byte; then the adjacent pair with
- * the lowest merge rank is merged, ties going to the leftmost pair, until no
- * pair has a rank. tests/tokenizer/ checks this against tokenizers.js.
+ * The algorithm is Hugging Face tokenizers' byte-level BPE: pieces come from
+ * pretokenizer.c (the official DeepSeek regex list); each piece's bytes are
+ * mapped through the GPT-2 bytes_to_unicode table, one symbol per byte; then
+ * the adjacent pair with the lowest merge rank is merged, ties going to the
+ * leftmost pair, until no pair has a rank. tests/tokenizer/ checks that the
+ * ids are identical to tokenizers.js on the same vocab/merges.
  *
  * Token classes: GGUF token types 3 (control), 4 (user-defined) and 5
  * (unused) are "special": BPE never produces them (plain text can never turn
@@ -18,6 +18,7 @@
 #include "pretokenizer.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,6 +505,7 @@ static int bpe_piece(void *ctx, const char *piece, size_t len) {
     bpe_work *w = ctx;
     const tokenizer *t = w->t;
     if (len == 1) return tok_ids_push(w->out, t->byte_token[(unsigned char)piece[0]]);
+    if (len > (size_t)INT32_MAX) return -1;     /* symbol indices are int32 */
     if (len > w->cap) {
         size_t cap = len > 2 * w->cap ? len : 2 * w->cap;
         int32_t *a = realloc(w->id, cap * sizeof *a);

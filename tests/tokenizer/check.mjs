@@ -63,7 +63,7 @@ function buildTokenizerJson(kv) {
       normalizer: { type: 'Sequence', normalizers: [] },
       pre_tokenizer: DEEPSEEK_PRE_TOKENIZER,
       post_processor: null,
-      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+      decoder: { type: 'ByteLevel' },
       model: {
         type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null,
         end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false,
