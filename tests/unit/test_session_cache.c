@@ -1,0 +1,344 @@
+/* test_session_cache.c — live sessions on the tiny model: two alternating
+ * conversations both stay cached (each second turn evaluates only its new
+ * suffix); a diverging or repeated request rewinds (in place when no slot is
+ * free) or forks (when one is) from a rewind point; LRU eviction to disk and
+ * a later disk hit; cold / continued / evict / shutdown saves at the lengths
+ * the policy says; busy and bad-use errors. Every reused state is checked
+ * against a fresh session fed the same tokens (logits memcmp). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include "kv_snapshot.h"
+#include "session_cache.h"
+
+#define CTX 400
+
+typedef struct fixture {
+    fp_engine *e;
+    int V;
+    fp_session *ref;   /* plain session for reference logits */
+} fixture;
+
+static void vec_path(char *buf, size_t n, const char *name) {
+    const char *d = getenv("FP_VECTORS");
+    snprintf(buf, n, "%s/%s", d && *d ? d : "../shared/vectors", name);
+}
+
+static int setup(void **st) {
+    fixture *fx = calloc(1, sizeof *fx);
+    char p[512], err[512];
+    vec_path(p, sizeof p, "tiny-cond-s1.gguf");
+    engine_opts o = {.model_path = p, .n_threads = 2};
+    fx->e = engine_open(&o, err, sizeof err);
+    if (!fx->e) {
+        fprintf(stderr, "engine_open: %s\n", err);
+        return -1;
+    }
+    fx->V = engine_model(fx->e)->hp.n_vocab;
+    fx->ref = session_open(fx->e, CTX, err, sizeof err);
+    *st = fx;
+    return fx->ref ? 0 : -1;
+}
+
+static int teardown(void **st) {
+    fixture *fx = *st;
+    session_close(fx->ref);
+    engine_close(fx->e);
+    free(fx);
+    return 0;
+}
+
+/* Deterministic "conversation" tokens: seed picks the stream. */
+static void gen(int32_t *t, int n, uint32_t seed, int vocab) {
+    uint32_t x = seed * 2654435761u + 1;
+    for (int i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        t[i] = (int32_t)((x >> 9) % (uint32_t)vocab);
+    }
+}
+
+static void cat(int32_t *dst, int *n, const int32_t *src, int k) {
+    memcpy(dst + *n, src, (size_t)k * sizeof *src);
+    *n += k;
+}
+
+/* The logits a fresh session gives after toks[0..n). */
+static void assert_logits_fresh(fixture *fx, fp_session *s, const int32_t *toks, int n) {
+    char err[512];
+    session_reset(fx->ref);
+    assert_int_equal(session_eval(fx->ref, toks, n, NULL, NULL, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(session_n_tokens(s), n);
+    assert_memory_equal(session_tokens(s), toks, (size_t)n * sizeof(int32_t));
+    assert_memory_equal(session_logits(s), session_logits(fx->ref), (size_t)fx->V * sizeof(float));
+}
+
+static session_cache *open_cache(fixture *fx, int max_sessions, kv_disk *disk, const kv_policy *pol) {
+    session_cache_opts o;
+    session_cache_opts_defaults(&o);
+    o.ctx = CTX;
+    o.ram_bytes = 1ull << 34;
+    o.max_sessions = max_sessions;
+    o.rewind_min_tokens = 16;
+    o.disk = disk;
+    if (pol) o.policy = *pol;
+    char err[512];
+    session_cache *c = session_cache_open(fx->e, &o, err, sizeof err);
+    if (!c) fail_msg("session_cache_open: %s", err);
+    return c;
+}
+
+/* One request: acquire, prefill, decode `k_gen` given tokens, release. */
+static fp_session *turn(fixture *fx, session_cache *c, const int32_t *p, int n, const int32_t *g, int k_gen,
+                        const char *want_src, int want_cached) {
+    char err[512];
+    sc_hit h;
+    session_cache_stats a, b;
+    session_cache_stats_get(c, &a);
+    fp_session *s = session_cache_acquire(c, p, n, &h, err, sizeof err);
+    if (!s) fail_msg("acquire: %s", err);
+    if (strcmp(h.source, want_src) || h.n_cached != want_cached)
+        fail_msg("acquire: got %s/%d, want %s/%d", h.source, h.n_cached, want_src, want_cached);
+    assert_int_equal(session_cache_prefill(c, s, p, n, NULL, NULL, err, sizeof err), 0);
+    session_cache_stats_get(c, &b);
+    assert_int_equal(b.tokens_evaluated - a.tokens_evaluated, n - want_cached);   /* only the suffix */
+    assert_logits_fresh(fx, s, p, n);
+    if (k_gen) assert_int_equal(session_cache_extend(c, s, g, k_gen, err, sizeof err), 0);
+    session_cache_release(c, s, 1);
+    return s;
+}
+
+static void test_alternating_conversations(void **st) {
+    fixture *fx = *st;
+    session_cache *c = open_cache(fx, 2, NULL, NULL);
+    int32_t a[CTX], b[CTX], ga[8], gb[8], more[40];
+    int na = 0, nb = 0;
+    gen(a, 100, 1, fx->V);
+    na = 100;
+    gen(b, 90, 2, fx->V);
+    nb = 90;
+    if (a[0] == b[0]) b[0] = (b[0] + 1) % fx->V;
+    gen(ga, 8, 3, fx->V);
+    gen(gb, 8, 4, fx->V);
+    fp_session *sa = turn(fx, c, a, na, ga, 8, "none", 0);
+    fp_session *sb = turn(fx, c, b, nb, gb, 8, "none", 0);
+    assert_ptr_not_equal(sa, sb);
+    for (int round = 0; round < 3; round++) {
+        /* Next turn = history + what the model said + the new user text. */
+        cat(a, &na, ga, 8);
+        const int ca = na;
+        gen(more, 30, 10 + round, fx->V);
+        cat(a, &na, more, 30);
+        gen(ga, 8, 40 + round, fx->V);
+        assert_ptr_equal(turn(fx, c, a, na, ga, 8, "memory", ca), sa);
+        cat(b, &nb, gb, 8);
+        const int cb = nb;
+        gen(more, 25, 20 + round, fx->V);
+        cat(b, &nb, more, 25);
+        gen(gb, 8, 50 + round, fx->V);
+        assert_ptr_equal(turn(fx, c, b, nb, gb, 8, "memory", cb), sb);
+    }
+    session_cache_stats s;
+    session_cache_stats_get(c, &s);
+    assert_int_equal(s.sessions, 2);
+    assert_int_equal(s.miss, 2);
+    assert_int_equal(s.hit_memory, 6);
+    assert_int_equal(s.evictions, 0);
+    session_cache_close(c);
+}
+
+static void test_rewind_in_place(void **st) {
+    fixture *fx = *st;
+    session_cache *c = open_cache(fx, 1, NULL, NULL);
+    int32_t p[CTX], g[10], alt[20];
+    gen(p, 100, 5, fx->V);
+    gen(g, 10, 6, fx->V);
+    gen(alt, 20, 7, fx->V);
+    fp_session *s = turn(fx, c, p, 100, g, 10, "none", 0);
+    /* The client replays the history without the 10 hidden tokens. */
+    memcpy(p + 100, alt, sizeof alt);
+    assert_ptr_equal(turn(fx, c, p, 120, g, 5, "memory-rewind", 100), s);
+    /* Regenerate: the same prompt again, fully cached with its logits. */
+    char err[512];
+    sc_hit h;
+    assert_ptr_equal(session_cache_acquire(c, p, 120, &h, err, sizeof err), s);
+    assert_string_equal(h.source, "memory-rewind");
+    assert_int_equal(h.n_cached, 120);
+    assert_logits_fresh(fx, s, p, 120);
+    assert_int_equal(session_cache_prefill(c, s, p, 120, NULL, NULL, err, sizeof err), 0);
+    session_cache_release(c, s, 1);
+    /* A prefix shorter than every rewind point is a miss. */
+    int32_t q[60];
+    memcpy(q, p, 10 * sizeof *q);
+    gen(q + 10, 50, 8, fx->V);
+    turn(fx, c, q, 60, NULL, 0, "none", 0);
+    session_cache_close(c);
+}
+
+static void test_fork_keeps_donor(void **st) {
+    fixture *fx = *st;
+    session_cache *c = open_cache(fx, 2, NULL, NULL);
+    int32_t a[CTX], b[CTX], g[10];
+    gen(a, 100, 11, fx->V);
+    gen(g, 10, 12, fx->V);
+    fp_session *sa = turn(fx, c, a, 100, g, 10, "none", 0);
+    memcpy(b, a, 100 * sizeof *a);
+    gen(b + 100, 25, 13, fx->V);
+    fp_session *sb = turn(fx, c, b, 125, NULL, 0, "memory-fork", 100);
+    assert_ptr_not_equal(sa, sb);
+    /* The donor still extends without any rewind. */
+    memcpy(a + 100, g, sizeof g);
+    gen(a + 110, 5, 14, fx->V);
+    assert_ptr_equal(turn(fx, c, a, 115, NULL, 0, "memory", 110), sa);
+    session_cache_close(c);
+}
+
+static void mk_dir(char *dir) {
+    strcpy(dir, "/tmp/fp_sc_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+}
+
+static void rm_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    char p[1024];
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void test_disk_tier_and_policy(void **st) {
+    fixture *fx = *st;
+    char dir[64], err[512];
+    mk_dir(dir);
+    kv_disk_opts dopt = {.dir = dir, .budget_bytes = 256u << 20};
+    kv_disk_model_fingerprint(engine_model(fx->e), dopt.fingerprint);
+    kv_disk *d = kv_disk_open(&dopt, err, sizeof err);
+    assert_non_null(d);
+    kv_policy pol;
+    kv_policy_defaults(&pol);
+    pol.min_tokens = 16;
+    pol.cold_max_tokens = 1000;
+    pol.boundary_trim = 8;
+    pol.boundary_align = 32;
+    pol.continued_interval = 64;   /* step 64 */
+    session_cache *c = open_cache(fx, 1, d, &pol);
+
+    int32_t a[CTX], b[CTX], g[20];
+    gen(a, 150, 21, fx->V);
+    gen(b, 100, 22, fx->V);
+    if (a[0] == b[0]) b[0] = (b[0] + 1) % fx->V;
+    gen(g, 20, 23, fx->V);
+    /* Cold miss: continued save at 64, cold save at align_down(150-8, 32) = 128. */
+    turn(fx, c, a, 150, g, 20, "none", 0);
+    assert_true(kv_disk_contains(d, a, 64));
+    assert_true(kv_disk_contains(d, a, 128));
+    assert_false(kv_disk_contains(d, a, 150));
+    memcpy(a + 150, g, sizeof g);
+    /* Another conversation evicts it: saved whole (170 tokens) first. */
+    turn(fx, c, b, 100, NULL, 0, "none", 0);
+    assert_true(kv_disk_contains(d, a, 170));
+    assert_true(kv_disk_contains(d, b, 64));   /* its own cold save: align_down(92, 32) */
+    /* Back to the first conversation: from disk, only the suffix evaluated. */
+    gen(a + 170, 10, 24, fx->V);
+    turn(fx, c, a, 180, NULL, 0, "disk", 170);
+    /* A third one shares the first 128 tokens (the cold anchor) only. */
+    int32_t x[CTX];
+    memcpy(x, a, 140 * sizeof *x);
+    gen(x + 140, 10, 25, fx->V);
+    x[140] = (a[140] + 1) % fx->V;
+    /* The live session (a, 180 tokens, rewind points at 180) would need a
+     * rewind to <= 140: its only usable point is none; disk has 128. */
+    turn(fx, c, x, 150, NULL, 0, "disk", 128);
+    session_cache_stats s;
+    session_cache_stats_get(c, &s);
+    assert_int_equal(s.hit_disk, 2);
+    assert_true(s.evictions >= 2);
+    /* Continued saves while decoding: 150 + 60 crosses 192. */
+    char e2[512];
+    sc_hit h;
+    fp_session *ss = session_cache_acquire(c, x, 150, &h, e2, sizeof e2);
+    assert_non_null(ss);
+    assert_string_equal(h.source, "memory");
+    int32_t dec[60];
+    gen(dec, 60, 26, fx->V);
+    for (int i = 0; i < 60; i++) assert_int_equal(session_cache_extend(c, ss, dec + i, 1, e2, sizeof e2), 0);
+    memcpy(x + 150, dec, sizeof dec);
+    assert_true(kv_disk_contains(d, x, 192));
+    session_cache_release(c, ss, 1);
+    /* Shutdown saves the live session. */
+    session_cache_close(c);
+    assert_true(kv_disk_contains(d, x, 210));
+    kv_disk_close(d);
+    rm_dir(dir);
+}
+
+static void test_errors_and_budget(void **st) {
+    fixture *fx = *st;
+    char err[512];
+    session_cache *c = open_cache(fx, 1, NULL, NULL);
+    int32_t a[CTX + 1], b[50];
+    gen(a, CTX + 1, 31, fx->V);
+    gen(b, 50, 32, fx->V);
+    sc_hit h;
+    assert_null(session_cache_acquire(c, a, CTX + 1, &h, err, sizeof err));
+    assert_non_null(strstr(err, "--ctx"));
+    assert_null(session_cache_acquire(c, a, 0, &h, err, sizeof err));
+    fp_session *s = session_cache_acquire(c, a, 50, &h, err, sizeof err);
+    assert_non_null(s);
+    assert_null(session_cache_acquire(c, b, 50, &h, err, sizeof err));
+    assert_non_null(strstr(err, "busy"));
+    assert_int_equal(session_cache_prefill(c, s, a, 50, NULL, NULL, err, sizeof err), 0);
+    assert_int_not_equal(session_cache_prefill(c, s, b, 40, NULL, NULL, err, sizeof err), 0);
+    assert_non_null(strstr(err, "prefix"));
+    /* A failed request drops the state. */
+    session_cache_release(c, s, 0);
+    assert_int_not_equal(session_cache_extend(c, s, b, 1, err, sizeof err), 0);
+    assert_non_null(strstr(err, "not acquired"));
+    s = session_cache_acquire(c, a, 50, &h, err, sizeof err);
+    assert_string_equal(h.source, "none");
+    session_cache_release(c, s, 1);
+    session_cache_close(c);
+
+    /* The RAM budget decides the number of sessions. */
+    session_cache_opts o;
+    session_cache_opts_defaults(&o);
+    o.ctx = CTX;
+    const uint64_t per = engine_session_bytes(fx->e, CTX) +
+                         (uint64_t)o.rewind_points * kv_snapshot_bytes(&engine_model(fx->e)->hp, CTX, KV_SNAP_TAIL);
+    o.ram_bytes = per * 5 / 2;
+    c = session_cache_open(fx->e, &o, err, sizeof err);
+    assert_non_null(c);
+    session_cache_stats stt;
+    session_cache_stats_get(c, &stt);
+    assert_int_equal(stt.max_sessions, 2);
+    assert_int_equal(stt.per_session_bytes, per);
+    session_cache_close(c);
+    o.ram_bytes = per - 1;
+    assert_null(session_cache_open(fx->e, &o, err, sizeof err));
+    assert_non_null(strstr(err, "--kv-ram-mb"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alternating_conversations),
+        cmocka_unit_test(test_rewind_in_place),
+        cmocka_unit_test(test_fork_keeps_donor),
+        cmocka_unit_test(test_disk_tier_and_policy),
+        cmocka_unit_test(test_errors_and_budget),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
