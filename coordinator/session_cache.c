@@ -375,27 +375,32 @@ void session_cache_release(session_cache *c, fp_session *s, int ok) {
 /* ---- evaluation with checkpoint saves --------------------------------------- */
 
 typedef struct prog_wrap {
-    progress_fn f;
-    void *ud;
+    const sc_progress *p;
     int base, total;
 } prog_wrap;
 
 static void prog_cb(void *ud, int done, int total) {
     (void)total;
     const prog_wrap *w = ud;
-    w->f(w->ud, w->base + done, w->total);
+    w->p->progress(w->p->ud, w->base + done, w->total);
 }
 
 /* Append k tokens to x's session, stopping at the cold-save length and at
- * the continued-save multiples to checkpoint there. */
-static int eval_span(session_cache *c, sc_entry *x, const int32_t *toks, int k, progress_fn progress, void *pud,
-                     char *err, size_t errlen) {
+ * the continued-save multiples to checkpoint there, and (when cancellable)
+ * every SC_CANCEL_CHUNK tokens to poll. 0, -1 error, 1 cancelled. */
+static int eval_span(session_cache *c, sc_entry *x, const int32_t *toks, int k, const sc_progress *p, char *err,
+                     size_t errlen) {
     fp_session *s = x->s;
     const int start = session_n_tokens(s), end = start + k;
     const int step = c->o.disk ? kv_policy_continued_step(&c->o.policy) : 0;
-    prog_wrap pw = {progress, pud, 0, k};
-    int pos = start;
+    const int cancellable = p && p->cancelled;
+    prog_wrap pw = {p, 0, k};
+    int pos = start, rc = 0;
     while (pos < end) {
+        if (cancellable && p->cancelled(p->ud)) {
+            rc = 1;
+            break;
+        }
         int next = end;
         if (x->cold_len > pos && x->cold_len < next) next = x->cold_len;
         if (step) {
@@ -403,9 +408,10 @@ static int eval_span(session_cache *c, sc_entry *x, const int32_t *toks, int k, 
             const int64_t mult = ((int64_t)base / step + 1) * step;
             if (mult < next) next = (int)mult;
         }
+        if (cancellable && next - pos > SC_CANCEL_CHUNK) next = pos + SC_CANCEL_CHUNK;
         pw.base = pos - start;
-        if (session_eval(s, toks + (pos - start), next - pos, NULL, c->o.obs, progress ? prog_cb : NULL, &pw, err,
-                         errlen)) {
+        if (session_eval(s, toks + (pos - start), next - pos, NULL, c->o.obs, p && p->progress ? prog_cb : NULL,
+                         &pw, err, errlen)) {
             /* session_eval reset the session: nothing of it is reusable. */
             drop_rewind_points(c, x, 0);
             x->cont_frontier = x->cold_len = 0;
@@ -423,9 +429,10 @@ static int eval_span(session_cache *c, sc_entry *x, const int32_t *toks, int k, 
         }
     }
     pthread_mutex_lock(&c->mu);
-    c->st.tokens_evaluated += (uint64_t)k;
+    c->st.tokens_evaluated += (uint64_t)(pos - start);
     pthread_mutex_unlock(&c->mu);
-    return 0;
+    if (rc) snprintf(err, errlen, "cancelled after %d of %d tokens", pos - start, k);
+    return rc;
 }
 
 static sc_entry *owned_entry(session_cache *c, fp_session *s, char *err, size_t errlen) {
@@ -440,8 +447,8 @@ static sc_entry *owned_entry(session_cache *c, fp_session *s, char *err, size_t 
     return x;
 }
 
-int session_cache_prefill(session_cache *c, fp_session *s, const int32_t *tokens, int n, progress_fn progress,
-                          void *pud, char *err, size_t errlen) {
+int session_cache_prefill(session_cache *c, fp_session *s, const int32_t *tokens, int n, const sc_progress *p,
+                          char *err, size_t errlen) {
     sc_entry *x = owned_entry(c, s, err, errlen);
     if (!x) return -1;
     const int m = session_n_tokens(s);
@@ -450,18 +457,17 @@ int session_cache_prefill(session_cache *c, fp_session *s, const int32_t *tokens
         return -1;
     }
     if (x->cold_len > n) x->cold_len = 0;
-    const int rc = eval_span(c, x, tokens + m, n - m, progress, pud, err, errlen);
+    const int rc = eval_span(c, x, tokens + m, n - m, p, err, errlen);
     x->cold_len = 0;
-    if (rc) return -1;
-    take_rewind_point(c, x);
-    return 0;
+    if (rc == 0) take_rewind_point(c, x);
+    return rc;
 }
 
 int session_cache_extend(session_cache *c, fp_session *s, const int32_t *tokens, int n, char *err,
                          size_t errlen) {
     sc_entry *x = owned_entry(c, s, err, errlen);
     if (!x) return -1;
-    return eval_span(c, x, tokens, n, NULL, NULL, err, errlen);
+    return eval_span(c, x, tokens, n, NULL, err, errlen);
 }
 
 /* ---- stats / close ------------------------------------------------------------ */

@@ -32,7 +32,7 @@
  *
  * Usage from the HTTP backend (one request):
  *   s = session_cache_acquire(c, prompt, n, &hit, err, len);   // busy now
- *   session_cache_prefill(c, s, prompt, n, progress, ud, err, len);
+ *   session_cache_prefill(c, s, prompt, n, &progress, err, len);
  *   loop: sample from session_logits(s); session_cache_extend(c, s, &tok, 1, ...);
  *   session_cache_release(c, s, ok);
  * Thread-safe: each acquired session belongs to its caller until released. */
@@ -86,10 +86,21 @@ void session_cache_close(session_cache *c);
  * every slot is busy. */
 fp_session *session_cache_acquire(session_cache *c, const int32_t *tokens, int n, sc_hit *hit, char *err,
                                   size_t errlen);
+/* Progress and cancellation of a prefill. All fields may be NULL. */
+typedef struct sc_progress {
+    progress_fn progress;      /* (ud, done, total) of the tokens being evaluated */
+    int (*cancelled)(void *ud);/* polled every SC_CANCEL_CHUNK tokens; nonzero = stop */
+    void *ud;
+} sc_progress;
+#define SC_CANCEL_CHUNK 256
+
 /* Evaluate the rest of the prompt (the session must hold a prefix of it),
- * saving checkpoints as the policy says; leaves a rewind point at n. */
-int session_cache_prefill(session_cache *c, fp_session *s, const int32_t *tokens, int n, progress_fn progress,
-                          void *pud, char *err, size_t errlen);
+ * saving checkpoints as the policy says; leaves a rewind point at n.
+ * Returns 0, -1 on error (err; the session is then empty), or 1 when
+ * cancelled: the session holds a valid, shorter prefix of the prompt, which
+ * stays cached if released with ok = 1 (a retried request resumes there). */
+int session_cache_prefill(session_cache *c, fp_session *s, const int32_t *tokens, int n, const sc_progress *p,
+                          char *err, size_t errlen);
 /* Append tokens (decode), with continued saves at the policy step. */
 int session_cache_extend(session_cache *c, fp_session *s, const int32_t *tokens, int n, char *err,
                          size_t errlen);

@@ -107,7 +107,7 @@ static fp_session *turn(fixture *fx, session_cache *c, const int32_t *p, int n, 
     if (!s) fail_msg("acquire: %s", err);
     if (strcmp(h.source, want_src) || h.n_cached != want_cached)
         fail_msg("acquire: got %s/%d, want %s/%d", h.source, h.n_cached, want_src, want_cached);
-    assert_int_equal(session_cache_prefill(c, s, p, n, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(session_cache_prefill(c, s, p, n, NULL, err, sizeof err), 0);
     session_cache_stats_get(c, &b);
     assert_int_equal(b.tokens_evaluated - a.tokens_evaluated, n - want_cached);   /* only the suffix */
     assert_logits_fresh(fx, s, p, n);
@@ -173,7 +173,7 @@ static void test_rewind_in_place(void **st) {
     assert_string_equal(h.source, "memory-rewind");
     assert_int_equal(h.n_cached, 120);
     assert_logits_fresh(fx, s, p, 120);
-    assert_int_equal(session_cache_prefill(c, s, p, 120, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(session_cache_prefill(c, s, p, 120, NULL, err, sizeof err), 0);
     session_cache_release(c, s, 1);
     /* A prefix shorter than every rewind point is a miss. */
     int32_t q[60];
@@ -286,6 +286,52 @@ static void test_disk_tier_and_policy(void **st) {
     rm_dir(dir);
 }
 
+typedef struct cancel_state {
+    int polls, cancel_at, last_done, last_total;
+} cancel_state;
+
+static int cancel_cb(void *ud) {
+    cancel_state *cs = ud;
+    return ++cs->polls >= cs->cancel_at;
+}
+
+static void progress_cb(void *ud, int done, int total) {
+    cancel_state *cs = ud;
+    assert_true(done >= cs->last_done);
+    cs->last_done = done;
+    cs->last_total = total;
+}
+
+static void test_cancelled_prefill_resumes(void **st) {
+    fixture *fx = *st;
+    char err[512];
+    session_cache *c = open_cache(fx, 1, NULL, NULL);
+    int32_t p[350];
+    gen(p, 350, 41, fx->V);
+    sc_hit h;
+    fp_session *s = session_cache_acquire(c, p, 350, &h, err, sizeof err);
+    assert_non_null(s);
+    cancel_state cs = {.cancel_at = 2};
+    const sc_progress pr = {progress_cb, cancel_cb, &cs};
+    assert_int_equal(session_cache_prefill(c, s, p, 350, &pr, err, sizeof err), 1);
+    assert_non_null(strstr(err, "cancelled"));
+    assert_int_equal(session_n_tokens(s), SC_CANCEL_CHUNK);
+    assert_int_equal(cs.last_done, SC_CANCEL_CHUNK);
+    assert_int_equal(cs.last_total, 350);
+    session_cache_release(c, s, 1);
+    /* The retry resumes after the evaluated part. */
+    cs = (cancel_state){.cancel_at = 1000};
+    assert_ptr_equal(session_cache_acquire(c, p, 350, &h, err, sizeof err), s);
+    assert_string_equal(h.source, "memory");
+    assert_int_equal(h.n_cached, SC_CANCEL_CHUNK);
+    assert_int_equal(session_cache_prefill(c, s, p, 350, &pr, err, sizeof err), 0);
+    assert_int_equal(cs.last_done, 350 - SC_CANCEL_CHUNK);
+    assert_int_equal(cs.last_total, 350 - SC_CANCEL_CHUNK);
+    assert_logits_fresh(fx, s, p, 350);
+    session_cache_release(c, s, 1);
+    session_cache_close(c);
+}
+
 static void test_errors_and_budget(void **st) {
     fixture *fx = *st;
     char err[512];
@@ -301,8 +347,8 @@ static void test_errors_and_budget(void **st) {
     assert_non_null(s);
     assert_null(session_cache_acquire(c, b, 50, &h, err, sizeof err));
     assert_non_null(strstr(err, "busy"));
-    assert_int_equal(session_cache_prefill(c, s, a, 50, NULL, NULL, err, sizeof err), 0);
-    assert_int_not_equal(session_cache_prefill(c, s, b, 40, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(session_cache_prefill(c, s, a, 50, NULL, err, sizeof err), 0);
+    assert_int_not_equal(session_cache_prefill(c, s, b, 40, NULL, err, sizeof err), 0);
     assert_non_null(strstr(err, "prefix"));
     /* A failed request drops the state. */
     session_cache_release(c, s, 0);
@@ -338,6 +384,7 @@ int main(void) {
         cmocka_unit_test(test_rewind_in_place),
         cmocka_unit_test(test_fork_keeps_donor),
         cmocka_unit_test(test_disk_tier_and_policy),
+        cmocka_unit_test(test_cancelled_prefill_resumes),
         cmocka_unit_test(test_errors_and_budget),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
