@@ -320,9 +320,15 @@ static int on_io_done(pool *p, const expert_io_done *d, char *err, size_t errlen
     }
     if (!g || g->lstate != L_READING)
         return pool_fail(err, errlen, "internal: unexpected read completion for layer %d expert %d", layer, expert);
-    if (d->status)
+    if (d->status) {
+        if (kind == TK_FILL_GROUP) {
+            expert_cache_filled(p->cache, layer, expert, 0);
+            g->pinned = 0;
+        }
+        g->lstate = L_DONE;
         return pool_fail(err, errlen, "cannot read layer %d expert %d from %s: %s", layer, expert, p->m->path,
                          strerror(-d->status));
+    }
     if (kind == TK_FILL_GROUP) expert_cache_filled(p->cache, layer, expert, 1);
     (void)tag_slot;
     g->lstate = L_READY;
@@ -436,10 +442,35 @@ static int grow_layer_state(pool *p, int n_items) {
     return 0;
 }
 
-static int pool_submit(void *ud, int layer, int n_tokens, const block_q8_K *xq, int n_items,
-                       const expert_work *items, float *out, char *err, size_t errlen) {
-    pool *p = ud;
-    if (p->active) return pool_fail(err, errlen, "internal: submit without wait");
+static void end_layer(pool *p) {
+    for (int q = 0; q < p->n_g; q++) {
+        xgroup *g = &p->g[q];
+        if (g->slot >= 0) p->slot_free[p->n_free++] = g->slot;
+        if (g->pinned) expert_cache_unpin(p->cache, p->layer, g->expert);
+        p->group_of[g->expert] = -1;
+    }
+    p->n_g = 0;
+    p->active = 0;
+}
+
+/* After a failure: let reads aimed at this layer's buffers land, then reset. */
+static void abort_layer(pool *p) {
+    expert_io_done d[16];
+    char e2[128];
+    while (expert_io_inflight(p->io) > 0) {
+        const int n = expert_io_reap(p->io, d, 16, 1, e2, sizeof e2);
+        if (n <= 0) break;
+        for (int i = 0; i < n; i++) {
+            const int kind = tag_kind(d[i].tag), l = tag_layer(d[i].tag), e = tag_expert(d[i].tag);
+            if (kind == TK_FILL_BG || kind == TK_FILL_GROUP) expert_cache_filled(p->cache, l, e, d[i].status == 0);
+            if (kind == TK_FILL_BG) expert_cache_unpin(p->cache, l, e);
+        }
+    }
+    end_layer(p);
+}
+
+static int submit_layer(pool *p, int layer, int n_tokens, const block_q8_K *xq, int n_items,
+                        const expert_work *items, float *out, char *err, size_t errlen) {
     if (layer < 0 || layer >= p->n_layer) return pool_fail(err, errlen, "layer %d out of range", layer);
     if (grow_layer_state(p, n_items)) return pool_fail(err, errlen, "out of memory");
     p->layer = layer;
@@ -458,10 +489,7 @@ static int pool_submit(void *ud, int layer, int n_tokens, const block_q8_K *xq, 
     p->n_g = 0;
     for (int i = 0; i < n_items; i++) {
         const int e = items[i].expert;
-        if (e < 0 || e >= p->n_expert) {
-            p->active = 0;
-            return pool_fail(err, errlen, "layer %d: expert id %d out of range", layer, e);
-        }
+        if (e < 0 || e >= p->n_expert) return pool_fail(err, errlen, "layer %d: expert id %d out of range", layer, e);
         if (p->group_of[e] < 0) {
             p->group_of[e] = p->n_g;
             p->g[p->n_g] = (xgroup){.expert = e, .slot = -1, .node = -1};
@@ -498,15 +526,15 @@ static int pool_submit(void *ud, int layer, int n_tokens, const block_q8_K *xq, 
     return issue_reads(p);
 }
 
-static void end_layer(pool *p) {
-    for (int q = 0; q < p->n_g; q++) {
-        xgroup *g = &p->g[q];
-        if (g->slot >= 0) p->slot_free[p->n_free++] = g->slot;
-        if (g->pinned) expert_cache_unpin(p->cache, p->layer, g->expert);
-        p->group_of[g->expert] = -1;
+static int pool_submit(void *ud, int layer, int n_tokens, const block_q8_K *xq, int n_items,
+                       const expert_work *items, float *out, char *err, size_t errlen) {
+    pool *p = ud;
+    if (p->active) return pool_fail(err, errlen, "internal: submit without wait");
+    if (submit_layer(p, layer, n_tokens, xq, n_items, items, out, err, errlen)) {
+        abort_layer(p);
+        return -1;
     }
-    p->n_g = 0;
-    p->active = 0;
+    return 0;
 }
 
 static int pool_wait(void *ud, char *err, size_t errlen) {
@@ -516,11 +544,8 @@ static int pool_wait(void *ud, char *err, size_t errlen) {
     int rc = pool_run_local(p, err, errlen);
     if (rc == 0 && p->n_nodes > 0) rc = pool_remote_collect(p, err, errlen);
     /* A failed layer must not leave reads aimed at slots a later layer reuses. */
-    if (rc) {
-        char e2[64];
-        while (expert_io_inflight(p->io) > 0 && reap(p, 1, e2, sizeof e2) >= 0) {}
-    }
-    end_layer(p);
+    if (rc) abort_layer(p);
+    else end_layer(p);
     p->st.wait_s += pool_now() - t0;
     return rc;
 }
