@@ -35,7 +35,7 @@ size_t utf8_complete_len(const char *s, size_t n) {
     for (size_t back = 1; back <= 3 && back <= n; back++) {
         unsigned char c = u[n - back];
         if ((c & 0xC0) == 0x80) continue;          /* continuation: keep looking */
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        size_t need = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 1;
         if (need > back) {
             /* Hold back only if what we have so far could still become valid. */
             for (size_t i = 1; i < back; i++)
