@@ -6,11 +6,14 @@
  * Directives, looked up in the last user turn of the prompt:
  *   (none)          "Hello from the scripted backend."
  *   [[tool]]        a DSML call of the first declared tool (or "get_weather")
- *                   with city="Paris & \"Lyon\"" (string) and days=3 (JSON)
+ *                   with city="Paris & \"Lyon\"" (string) and days=3 (JSON, written
+ *                   " 3 " so the exact sampled bytes differ from the canonical
+ *                   rendering: tests can tell exact replay from re-rendering)
  *   [[stop]]        "one two STOP three four" (for stop-sequence tests)
  *   [[long N]]      N tokens of filler (cancellation / keep-alive tests)
  *   [[unicode]]     multi-byte text that splits across tokens
  *   [[error]]       two tokens, then a backend error
+ *   [[slow MS]]     (with any of the above) sleep MS per generated token
  *   [[think-dsml]]  a DSML block inside the reasoning, then plain text
  *   a tool result   "The tool said: <its text>" (when the turn holds <tool_result>)
  * When the prompt ends with <think>, the reply starts with the reasoning
@@ -78,7 +81,7 @@ static char *first_tool_name(const char *prompt) {
     return name;
 }
 
-static void build_script(const char *prompt, strbuf *out, int *error_after) {
+static void build_script(const char *prompt, strbuf *out, int *error_after, int *delay_ms) {
     const char *U = cr_special_str(CR_SP_USER), *A = cr_special_str(CR_SP_ASSISTANT);
     const char *think = cr_special_str(CR_SP_THINK), *think_end = cr_special_str(CR_SP_THINK_END);
     const char *last_u = prompt, *p;
@@ -89,6 +92,8 @@ static void build_script(const char *prompt, strbuf *out, int *error_after) {
     size_t plen = strlen(prompt);
     const bool thinking = plen >= strlen(think) && strcmp(prompt + plen - strlen(think), think) == 0;
     *error_after = -1;
+    const char *slow = turn ? strstr(turn, "[[slow ") : NULL;
+    if (slow) *delay_ms = atoi(slow + 7);
 
     if (thinking) {
         sb_puts(out, "Thinking it over.");
@@ -105,7 +110,7 @@ static void build_script(const char *prompt, strbuf *out, int *error_after) {
         sb_printf(out,
                   "Let me check.\n\n<%stool_calls>\n<%sinvoke name=\"%s\">\n"
                   "<%sparameter name=\"city\" string=\"true\">Paris & \"Lyon\"</%sparameter>\n"
-                  "<%sparameter name=\"days\" string=\"false\">3</%sparameter>\n"
+                  "<%sparameter name=\"days\" string=\"false\"> 3 </%sparameter>\n"
                   "</%sinvoke>\n</%stool_calls>",
                   D, D, name ? name : "get_weather", D, D, D, D, D, D);
         free(name);
@@ -163,8 +168,8 @@ static int scripted_generate(fp_backend *b, const fp_gen_request *req, const fp_
         const char *t = tokenizer_token_bytes(s->tok, req->prompt[i], &n);
         if (t) sb_append(&pr, t, n);
     }
-    int error_after;
-    build_script(sb_str(&pr), &text, &error_after);
+    int error_after, delay_ms = s->o.token_delay_ms;
+    build_script(sb_str(&pr), &text, &error_after, &delay_ms);
     sb_free(&pr);
     tok_ids ids = {0};
     if (encode_script(s, sb_str(&text), &ids) < 0) {
@@ -196,7 +201,7 @@ static int scripted_generate(fp_backend *b, const fp_gen_request *req, const fp_
             res->finish = FP_FINISH_LENGTH;
             break;
         }
-        sleep_ms(s->o.token_delay_ms);
+        sleep_ms(delay_ms);
         res->completion_tokens++;
         if (s->live) s->live[s->n_live++] = ids.ids[i];
         fp_tok_action a = cb->on_token ? cb->on_token(cb->ud, ids.ids[i], NAN) : FP_TOK_CONTINUE;

@@ -37,6 +37,7 @@ struct server {
 };
 
 typedef struct conn {
+    char method[16], path[128];   /* for the log line */
     strbuf body;
     size_t received;
     bool too_large;
@@ -396,9 +397,10 @@ static enum MHD_Result handle(server *s, struct MHD_Connection *c, conn *cs, con
                 }
         }
         if (!body) {
-            const char *where = cJSON_GetErrorPtr();
-            size_t at = where && where >= cs->body.s && where <= cs->body.s + cs->body.n
-                            ? (size_t)(where - cs->body.s) : cs->body.n;
+            /* cJSON reports the failure position through end (its global
+             * error pointer is shared between threads). */
+            size_t at = end && end >= cs->body.s && end <= cs->body.s + cs->body.n
+                            ? (size_t)(end - cs->body.s) : cs->body.n;
             api_error_set(&e, 400, ERRK_INVALID, NULL, "the request body is not valid JSON (error near byte %zu)", at);
             return send_error(s, c, cs, shape, &e);
         }
@@ -436,6 +438,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs = calloc(1, sizeof *cs);
         if (!cs) return MHD_NO;
         cs->t0 = now_s();
+        snprintf(cs->method, sizeof cs->method, "%s", method);
+        snprintf(cs->path, sizeof cs->path, "%s", url);
         *con_cls = cs;
         /* A declared body far beyond the limit is refused without reading it. */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -475,7 +479,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     conn *cs = *con_cls;
     if (!cs) return;
     (void)c;
-    logf_(s, "http %d %.3fs%s", cs->status, now_s() - cs->t0,
+    logf_(s, "%s %s %d %.3fs%s", cs->method, cs->path, cs->status, now_s() - cs->t0,
           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     sb_free(&cs->body);
     free(cs);
@@ -539,12 +543,12 @@ server *server_open(const server_config *cfg, fp_backend *b, const tokenizer *t,
         goto fail;
     }
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections ? cfg->max_connections : 64),
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(cfg->max_header_bytes + 32 * 1024),
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
                             MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, errlen, "cannot listen on %s:%d (%s); is the port in use?", s->cfg.host, cfg->port,
