@@ -498,7 +498,8 @@ static cJSON *message_item_obj(job *j, const char *status) {
     cJSON_AddStringToObject(it, "status", status);
     cJSON_AddStringToObject(it, "role", "assistant");
     cJSON *content = cJSON_AddArrayToObject(it, "content");
-    if (status[0] != 'i' || j->gen.content.n) {
+    /* An item being opened has no parts yet; a finished one always has its text. */
+    if (strcmp(status, "in_progress") != 0) {
         cJSON *p = cJSON_CreateObject();
         cJSON_AddStringToObject(p, "type", "output_text");
         cJSON_AddStringToObject(p, "text", sb_str(&j->gen.content));

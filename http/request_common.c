@@ -163,15 +163,21 @@ int req_parse_thinking(const cJSON *body, gen_req *r, const srv_ctx *ctx, const 
         if (rc) { enabled = b; explicit_ = true; }
     }
     if (effort) {
-        if (strcmp(effort, "max") == 0) is_max = true;
-        else if (strcmp(effort, "none") == 0) enabled = false;
-        else if (strcmp(effort, "xhigh") && strcmp(effort, "high") && strcmp(effort, "medium") &&
-                 strcmp(effort, "low") && strcmp(effort, "minimal")) {
+        static const char *const known[] = {"none", "minimal", "low", "medium", "high", "xhigh", "max"};
+        bool ok = false;
+        for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok |= strcmp(effort, known[i]) == 0;
+        if (!ok) {
             api_error_set(e, 400, ERRK_INVALID, effort_param,
                           "'%s' must be one of none, minimal, low, medium, high, xhigh, max", effort_param);
             return -1;
         }
+        /* An effort asks for thinking unless thinking was switched off explicitly. */
+        if (strcmp(effort, "none") == 0) enabled = false;
+        else if (!explicit_) enabled = true;
+        is_max = strcmp(effort, "max") == 0;
         if (r->api == API_RESPONSES) explicit_ = true;
+    } else {
+        is_max = ctx->default_think == CR_THINK_MAX;
     }
     if (!explicit_ && r->model) {
         if (strcmp(r->model, "deepseek-chat") == 0) enabled = false;
@@ -179,7 +185,7 @@ int req_parse_thinking(const cJSON *body, gen_req *r, const srv_ctx *ctx, const 
     }
     if (!enabled) r->chat.think = CR_THINK_NONE;
     /* Think Max needs a long context (serving-spec 2.1). */
-    else if ((is_max || ctx->default_think == CR_THINK_MAX) && ctx->backend->n_ctx >= 393216)
+    else if (is_max && ctx->backend->n_ctx >= 393216)
         r->chat.think = CR_THINK_MAX;
     else r->chat.think = CR_THINK_HIGH;
     return 0;
