@@ -57,6 +57,11 @@ void session_cache_opts_defaults(session_cache_opts *o) {
     kv_policy_defaults(&o->policy);
 }
 
+uint64_t session_cache_session_bytes(fp_engine *e, int ctx, int rewind_points) {
+    return engine_session_bytes(e, ctx) +
+           (uint64_t)rewind_points * kv_snapshot_bytes(&engine_model(e)->hp, ctx, KV_SNAP_TAIL);
+}
+
 session_cache *session_cache_open(fp_engine *e, const session_cache_opts *o, char *err, size_t errlen) {
     if (o->ctx < 1) {
         snprintf(err, errlen, "context size must be at least 1 (got %d)", o->ctx);
@@ -76,7 +81,7 @@ session_cache *session_cache_open(fp_engine *e, const session_cache_opts *o, cha
     c->o = *o;
     pthread_mutex_init(&c->mu, NULL);
     c->rp_cap = kv_snapshot_bytes(&engine_model(e)->hp, o->ctx, KV_SNAP_TAIL);
-    c->per_session = engine_session_bytes(e, o->ctx) + (uint64_t)o->rewind_points * c->rp_cap;
+    c->per_session = session_cache_session_bytes(e, o->ctx, o->rewind_points);
     uint64_t n = o->ram_bytes ? o->ram_bytes / c->per_session : 1;
     if (o->max_sessions && n > (uint64_t)o->max_sessions) n = (uint64_t)o->max_sessions;
     if (n > 4096) n = 4096;

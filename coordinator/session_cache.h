@@ -74,6 +74,9 @@ typedef struct session_cache_stats {
     uint64_t tokens_cached, tokens_evaluated, saves;
 } session_cache_stats;
 
+/* RAM one session of ctx tokens costs, rewind points included. */
+uint64_t session_cache_session_bytes(fp_engine *e, int ctx, int rewind_points);
+
 /* Fails (err) if the budget cannot hold one session of o->ctx tokens. */
 session_cache *session_cache_open(fp_engine *e, const session_cache_opts *o, char *err, size_t errlen);
 /* Saves every session with >= min tokens to disk (reason shutdown), then

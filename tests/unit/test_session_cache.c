@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kv_snapshot.h"
+#include "kv_cli.h"
 #include "session_cache.h"
 
 #define CTX 400
@@ -121,10 +122,10 @@ static void test_alternating_conversations(void **st) {
     session_cache *c = open_cache(fx, 2, NULL, NULL);
     int32_t a[CTX], b[CTX], ga[8], gb[8], more[40];
     int na = 0, nb = 0;
-    gen(a, 100, 1, fx->V);
-    na = 100;
-    gen(b, 90, 2, fx->V);
-    nb = 90;
+    gen(a, 48, 1, fx->V);
+    na = 48;
+    gen(b, 40, 2, fx->V);
+    nb = 40;
     if (a[0] == b[0]) b[0] = (b[0] + 1) % fx->V;
     gen(ga, 8, 3, fx->V);
     gen(gb, 8, 4, fx->V);
@@ -135,14 +136,14 @@ static void test_alternating_conversations(void **st) {
         /* Next turn = history + what the model said + the new user text. */
         cat(a, &na, ga, 8);
         const int ca = na;
-        gen(more, 30, 10 + round, fx->V);
-        cat(a, &na, more, 30);
+        gen(more, 16, 10 + round, fx->V);
+        cat(a, &na, more, 16);
         gen(ga, 8, 40 + round, fx->V);
         assert_ptr_equal(turn(fx, c, a, na, ga, 8, "memory", ca), sa);
         cat(b, &nb, gb, 8);
         const int cb = nb;
-        gen(more, 25, 20 + round, fx->V);
-        cat(b, &nb, more, 25);
+        gen(more, 12, 20 + round, fx->V);
+        cat(b, &nb, more, 12);
         gen(gb, 8, 50 + round, fx->V);
         assert_ptr_equal(turn(fx, c, b, nb, gb, 8, "memory", cb), sb);
     }
@@ -365,6 +366,7 @@ static void test_errors_and_budget(void **st) {
     o.ctx = CTX;
     const uint64_t per = engine_session_bytes(fx->e, CTX) +
                          (uint64_t)o.rewind_points * kv_snapshot_bytes(&engine_model(fx->e)->hp, CTX, KV_SNAP_TAIL);
+    assert_int_equal(session_cache_session_bytes(fx->e, CTX, o.rewind_points), per);
     o.ram_bytes = per * 5 / 2;
     c = session_cache_open(fx->e, &o, err, sizeof err);
     assert_non_null(c);
@@ -378,6 +380,49 @@ static void test_errors_and_budget(void **st) {
     assert_non_null(strstr(err, "--kv-ram-mb"));
 }
 
+static void test_kv_cli(void **st) {
+    fixture *fx = *st;
+    char err[512], dir[64];
+    kv_cli k;
+    kv_cli_init(&k);
+    assert_int_equal(kv_cli_option(&k, KV_OPT_MIN_TOKENS, "16", err, sizeof err), 1);
+    assert_int_equal(k.policy.min_tokens, 16);
+    assert_int_equal(kv_cli_option(&k, KV_OPT_MIN_TOKENS, "0", err, sizeof err), -1);
+    assert_non_null(strstr(err, "--kv-cache-min-tokens"));
+    assert_int_equal(kv_cli_option(&k, KV_OPT_DISK_MB, "-3", err, sizeof err), -1);
+    assert_int_equal(kv_cli_option(&k, KV_OPT_RAM_MB, "12x", err, sizeof err), -1);
+    assert_int_equal(kv_cli_option(&k, KV_OPT_ALIGN, "0", err, sizeof err), 1);
+    assert_int_equal(kv_cli_option(&k, KV_OPT_REWIND, "65", err, sizeof err), -1);
+    assert_int_equal(kv_cli_option(&k, 'm', "x", err, sizeof err), 0);
+    /* cold-max below min is refused when applying */
+    assert_int_equal(kv_cli_option(&k, KV_OPT_COLD_MAX, "8", err, sizeof err), 1);
+    kv_setup su;
+    assert_int_not_equal(kv_cli_apply(&k, fx->e, CTX, NULL, NULL, NULL, &su, err, sizeof err), 0);
+    assert_non_null(strstr(err, "cold-max"));
+    assert_int_equal(kv_cli_option(&k, KV_OPT_COLD_MAX, "0", err, sizeof err), 1);
+    mk_dir(dir);
+    assert_int_equal(kv_cli_option(&k, KV_OPT_DISK_DIR, dir, err, sizeof err), 1);
+    assert_int_equal(kv_cli_option(&k, KV_OPT_DISK_MB, "64", err, sizeof err), 1);
+    assert_int_equal(kv_cli_apply(&k, fx->e, CTX, NULL, NULL, NULL, &su, err, sizeof err), 0);
+    assert_non_null(su.disk);
+    session_cache_stats cs;
+    session_cache_stats_get(su.cache, &cs);
+    assert_true(cs.max_sessions >= 1 && cs.max_sessions <= 4);   /* auto RAM budget */
+    int32_t p[40];
+    gen(p, 40, 61, fx->V);
+    sc_hit h;
+    fp_session *s = session_cache_acquire(su.cache, p, 40, &h, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(session_cache_prefill(su.cache, s, p, 40, NULL, err, sizeof err), 0);
+    session_cache_release(su.cache, s, 1);
+    kv_disk *d = su.disk;
+    session_cache_close(su.cache);   /* shutdown save (40 >= min 16) */
+    assert_true(kv_disk_contains(d, p, 40));
+    su.cache = NULL;
+    kv_cli_close(&su);
+    rm_dir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alternating_conversations),
@@ -386,6 +431,7 @@ int main(void) {
         cmocka_unit_test(test_disk_tier_and_policy),
         cmocka_unit_test(test_cancelled_prefill_resumes),
         cmocka_unit_test(test_errors_and_budget),
+        cmocka_unit_test(test_kv_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
