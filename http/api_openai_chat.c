@@ -173,6 +173,13 @@ int api_chat_parse(const cJSON *body, gen_req *r, srv_ctx *ctx, api_error *e) {
             return -1;
         }
     }
+    const cJSON *rf;
+    if ((rc = jget_obj(body, "response_format", "", &rf, e)) < 0) return -1;
+    if (rc) {
+        const char *type = NULL;
+        if (jget_str(rf, "type", "response_format", &type, e) < 0) return -1;
+        if ((!type || strcmp(type, "text") != 0) && cr_chat_set_response_format(&r->chat, rf) < 0) return OOM(e);
+    }
     const char *effort = NULL, *key = NULL;
     if (jget_str(body, "reasoning_effort", "", &effort, e) < 0) return -1;
     if (req_parse_thinking(body, r, ctx, effort, "reasoning_effort", true, e) < 0) return -1;

@@ -360,6 +360,14 @@ int api_responses_parse(const cJSON *body, gen_req *r, srv_ctx *ctx, api_error *
     if ((rc = jget_arr(body, "include", "", &inc, e)) < 0) return -1;
     for (const cJSON *x = rc ? inc->child : NULL; x; x = x->next)
         if (cJSON_IsString(x) && !strcmp(x->valuestring, "reasoning.encrypted_content")) r->want_encrypted = true;
+    const cJSON *text, *fmt = NULL;
+    if ((rc = jget_obj(body, "text", "", &text, e)) < 0) return -1;
+    if (rc && jget_obj(text, "format", "text", &fmt, e) < 0) return -1;
+    if (fmt) {
+        const char *type = NULL;
+        if (jget_str(fmt, "type", "text.format", &type, e) < 0) return -1;
+        if ((!type || strcmp(type, "text") != 0) && cr_chat_set_response_format(&r->chat, fmt) < 0) return OOM(e);
+    }
     bool store;
     if ((rc = jget_bool(body, "store", "", &store, e)) < 0) return -1;
     if (rc) r->store = store;

@@ -78,6 +78,7 @@ void cr_chat_free(cr_chat *c) {
     free(c->msgs);
     for (size_t i = 0; i < c->n_tools; i++) free(c->tools[i]);
     free(c->tools);
+    free(c->response_format);
     memset(c, 0, sizeof *c);
 }
 
@@ -145,6 +146,15 @@ int cr_chat_add_tool(cr_chat *c, const cJSON *fn) {
     json_print_py(&b, fn);
     if (b.oom) { sb_free(&b); return -1; }
     c->tools[c->n_tools++] = sb_steal(&b);
+    return 0;
+}
+
+int cr_chat_set_response_format(cr_chat *c, const cJSON *rf) {
+    strbuf b = STRBUF_INIT;
+    json_print_py(&b, rf);
+    if (b.oom) { sb_free(&b); return -1; }
+    free(c->response_format);
+    c->response_format = sb_steal(&b);
     return 0;
 }
 
@@ -384,18 +394,20 @@ int cr_render(const cr_chat *c, cr_prompt *out, char *err, size_t errlen) {
     cr_put_special(out, CR_SP_BOS);
     if (c->think == CR_THINK_MAX) put_str(out, CR_THINK_MAX_PREAMBLE);
 
-    bool any_system = false, first_sys = true;
+    bool first_sys = true;
     for (size_t i = 0; i < c->n; i++) {
         if (c->msgs[i].role != CR_SYSTEM) continue;
         if (!first_sys) put_str(out, "\n\n");
         first_sys = false;
-        any_system = true;
         put_str(out, c->msgs[i].content);
     }
-    (void)any_system;
     if (c->n_tools) {
         put_str(out, "\n\n");
         put_tools_block(out, c);
+    }
+    if (c->response_format) {
+        put_str(out, "\n\n## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n");
+        put_str(out, c->response_format);
     }
 
     out->gen_in_thinking = false;

@@ -54,6 +54,7 @@ typedef struct cr_chat {
     size_t n, cap;
     char **tools;           /* one json.dumps line per tool function object */
     size_t n_tools, cap_tools;
+    char *response_format;  /* json.dumps of the requested reply schema, or NULL */
     cr_think think;
 } cr_chat;
 
@@ -69,6 +70,9 @@ int cr_msg_add_call(cr_msg *m, const char *id, const char *name, const char *arg
 /* Adds one tool: fn is the function object ({"name","description",
  * "parameters",...}); it is stored as Python json.dumps text. */
 int cr_chat_add_tool(cr_chat *c, const cJSON *fn);
+/* Requests a reply format (official "## Response Format" section after the
+ * tools); rf is stored as Python json.dumps text. */
+int cr_chat_set_response_format(cr_chat *c, const cJSON *rf);
 
 /* ---- rendering ---------------------------------------------------------- */
 

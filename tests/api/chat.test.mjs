@@ -168,6 +168,17 @@ test('chat accepts developer role, content part arrays, reasoning_content histor
   assert.equal(r.choices[0].message.content, 'Hello from the scripted backend.');
 });
 
+test('chat response_format adds the official Response Format section', async () => {
+  const plain = await openai.chat.completions.create({ model: MODEL, messages: user('hi'), max_tokens: 1 });
+  const text = await openai.chat.completions.create({ model: MODEL, messages: user('hi'), max_tokens: 1, response_format: { type: 'text' } });
+  const json = await openai.chat.completions.create({ model: MODEL, messages: user('hi'), max_tokens: 1, response_format: { type: 'json_object' } });
+  assert.equal(text.usage.prompt_tokens, plain.usage.prompt_tokens);
+  assert.ok(json.usage.prompt_tokens > plain.usage.prompt_tokens + 20);
+  const bad = await raw('POST', '/v1/chat/completions', { body: { messages: user('hi'), response_format: 'json' } });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.param, 'response_format');
+});
+
 test('legacy completions: non-streaming and streaming, raw text', async () => {
   const r = await openai.completions.create({ model: MODEL, prompt: 'hi', max_tokens: 100 });
   assert.equal(r.object, 'text_completion');

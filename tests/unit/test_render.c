@@ -239,6 +239,25 @@ static void test_think_max_preamble(void **st) {
     cr_chat_free(&c);
 }
 
+static void test_response_format_after_tools(void **st) {
+    (void)st;
+    cr_chat c;
+    cr_chat_init(&c);
+    c.think = CR_THINK_NONE;
+    add(&c, CR_SYSTEM, "SYS");
+    add_tool(&c, BASH_TOOL);
+    cJSON *rf = cJSON_Parse("{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"r\",\"schema\":{\"type\":\"object\"}}}");
+    assert_int_equal(cr_chat_set_response_format(&c, rf), 0);
+    cJSON_Delete(rf);
+    add(&c, CR_USER, "q");
+    /* official order: system content, tools, response format */
+    expect_render(&c, "{BOS}SYS\n\n" TOOLS_BLOCK(BASH_LINE)
+                      "\n\n## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n"
+                      "{\"type\": \"json_schema\", \"json_schema\": {\"name\": \"r\", \"schema\": {\"type\": \"object\"}}}"
+                      "{U}q{A}{/T}");
+    cr_chat_free(&c);
+}
+
 /* ---- tool results, developer, system, continuation ----------------------------- */
 
 static void test_tool_results_sorted_and_joined(void **st) {
@@ -528,6 +547,7 @@ int main(void) {
         cmocka_unit_test(test_tools_keep_reasoning_of_old_turns),
         cmocka_unit_test(test_tools_without_thinking),
         cmocka_unit_test(test_think_max_preamble),
+        cmocka_unit_test(test_response_format_after_tools),
         cmocka_unit_test(test_tool_results_sorted_and_joined),
         cmocka_unit_test(test_tool_result_is_not_escaped),
         cmocka_unit_test(test_developer_is_a_user_turn),
