@@ -127,6 +127,7 @@ struct job {
     int client_fd;           /* for disconnect detection; -1 unknown */
     size_t prefill_done, prefill_total;
     size_t reasoning_tokens;   /* generated while inside the reasoning */
+    bool count_only;           /* count_tokens: no context check */
 };
 
 job *job_new(srv_ctx *ctx, const api_ops *ops);

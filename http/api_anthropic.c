@@ -240,6 +240,7 @@ int api_anthropic_count_tokens(const cJSON *body, srv_ctx *ctx, strbuf *out, api
     job *j = job_new(ctx, &API_ANTHROPIC_OPS);
     if (!j) return OOM(e);
     gen_req_init(&j->req, API_ANTHROPIC);
+    j->count_only = true;   /* counting a prompt that is too long is still useful */
     int rc = -1;
     if (parse_common(body, &j->req, ctx, e) == 0 && job_prepare(j, e) == 0) {
         sb_printf(out, "{\"input_tokens\":%zu}\n", j->ids.n);

@@ -319,7 +319,7 @@ int job_prepare(job *j, api_error *e) {
         return -1;
     }
     const size_t n_ctx = ctx->backend->n_ctx;
-    if (j->ids.n >= n_ctx) {
+    if (j->ids.n >= n_ctx && !j->count_only) {
         api_error_set(e, 400, ERRK_CONTEXT,
                       r->api == API_RESPONSES ? "input" : r->api == API_COMPLETIONS ? "prompt" : "messages",
                       "Prompt has %zu tokens, but the configured context size is %zu tokens",
@@ -328,7 +328,7 @@ int job_prepare(job *j, api_error *e) {
         e->n_ctx = (long long)n_ctx;
         return -1;
     }
-    long long room = (long long)(n_ctx - j->ids.n);
+    long long room = j->ids.n < n_ctx ? (long long)(n_ctx - j->ids.n) : 0;
     long long max = r->max_tokens < 0 ? room : (r->max_tokens < room ? r->max_tokens : room);
     if (max > 0x7fffffff) max = 0x7fffffff;
 
