@@ -19,6 +19,7 @@
 
 #include <cJSON.h>
 
+#include "api.h"
 #include "chat_render.h"
 #include "gguf.h"
 #include "json_util.h"
@@ -475,6 +476,101 @@ static void test_json_escape_invalid_utf8(void **st) {
     assert_int_equal(utf8_complete_len("ab\xff", 3), 3);
 }
 
+/* ---- API requests -> chat (what real clients send) ------------------------------ */
+
+typedef int (*parse_fn)(const cJSON *, gen_req *, srv_ctx *, api_error *);
+
+static void expect_api_render(parse_fn parse, api_kind kind, const char *body_json, const char *want) {
+    fp_backend be = {0};
+    be.n_ctx = 8192;
+    be.model_id = "deepseek-v4-flash";
+    srv_ctx ctx = {0};
+    ctx.backend = &be;
+    ctx.default_think = CR_THINK_HIGH;
+    cJSON *body = cJSON_Parse(body_json);
+    assert_non_null(body);
+    gen_req r;
+    gen_req_init(&r, kind);
+    api_error e = {0};
+    int rc = parse(body, &r, &ctx, &e);
+    if (rc) fprintf(stderr, "parse error: %s\n", e.message);
+    assert_int_equal(rc, 0);
+    assert_true(r.tools_active);
+    expect_render(&r.chat, want);
+    gen_req_free(&r);
+    cJSON_Delete(body);
+}
+
+static void test_anthropic_claude_code_turn(void **st) {
+    (void)st;
+    expect_api_render(api_anthropic_parse, API_ANTHROPIC,
+        "{\"model\":\"m\",\"max_tokens\":100,\"thinking\":{\"type\":\"adaptive\"},"
+        "\"system\":[{\"type\":\"text\",\"text\":\"x-anthropic-billing-header: cc_version=1.abc;\"},"
+        "{\"type\":\"text\",\"text\":\"You are an agent.\",\"cache_control\":{\"type\":\"ephemeral\"}}],"
+        "\"messages\":["
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"<reminder>\"},{\"type\":\"text\",\"text\":\"say hi\"}]},"
+        "{\"role\":\"system\",\"content\":\"Agents: none\"},"
+        "{\"role\":\"assistant\",\"content\":[{\"type\":\"thinking\",\"thinking\":\"t1\",\"signature\":\"s\"},"
+        "{\"type\":\"text\",\"text\":\"Let me run it.\"},"
+        "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{\"command\":\"echo hi\"}}]},"
+        "{\"role\":\"user\",\"content\":[{\"tool_use_id\":\"toolu_1\",\"type\":\"tool_result\",\"content\":\"hi\\n\",\"is_error\":false}]}],"
+        "\"tools\":[{\"name\":\"Bash\",\"description\":\"Run\",\"input_schema\":{\"type\":\"object\","
+        "\"properties\":{\"command\":{\"type\":\"string\"}}}}]}",
+        "{BOS}You are an agent.\n\nAgents: none\n\n"
+        TOOLS_BLOCK("{\"name\": \"Bash\", \"description\": \"Run\", \"parameters\": {\"type\": \"object\", "
+                    "\"properties\": {\"command\": {\"type\": \"string\"}}}}")
+        "{U}<reminder>\n\nsay hi{A}{T}t1{/T}Let me run it.\n\n<{D}tool_calls>\n<{D}invoke name=\"Bash\">\n"
+        "<{D}parameter name=\"command\" string=\"true\">echo hi</{D}parameter>\n</{D}invoke>\n</{D}tool_calls>{EOS}"
+        "{U}<tool_result>hi\n</tool_result>{A}{T}");
+}
+
+static void test_responses_codex_turn(void **st) {
+    (void)st;
+    /* "fpr1:" + base64("r1") is how our reasoning items come back */
+    expect_api_render(api_responses_parse, API_RESPONSES,
+        "{\"model\":\"m\",\"reasoning\":{\"summary\":\"auto\"},\"store\":false,"
+        "\"input\":["
+        "{\"type\":\"message\",\"role\":\"developer\",\"content\":[{\"type\":\"input_text\",\"text\":\"base\"}]},"
+        "{\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"env\"}]},"
+        "{\"role\":\"user\",\"content\":\"say hi\"},"
+        "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[{\"type\":\"summary_text\",\"text\":\"other\"}],"
+        "\"encrypted_content\":\"fpr1:cjE=\"},"
+        "{\"type\":\"function_call\",\"id\":\"fc_1\",\"status\":\"completed\",\"name\":\"exec_command\","
+        "\"arguments\":\"{\\\"cmd\\\": \\\"echo hi\\\"}\",\"call_id\":\"call_1\"},"
+        "{\"type\":\"function_call\",\"name\":\"spawn\",\"namespace\":\"ns\",\"arguments\":\"{}\",\"call_id\":\"call_2\"},"
+        "{\"type\":\"function_call_output\",\"id\":\"fco_1\",\"call_id\":\"call_2\",\"output\":\"spawned\"},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"call_1\",\"output\":\"hi\\n\"}],"
+        "\"tools\":[{\"type\":\"function\",\"name\":\"exec_command\",\"description\":\"Run\",\"strict\":false,"
+        "\"parameters\":{\"type\":\"object\"}},"
+        "{\"type\":\"namespace\",\"name\":\"ns\",\"tools\":[{\"type\":\"function\",\"name\":\"spawn\"}]},"
+        "{\"type\":\"web_search\"}]}",
+        "{BOS}\n\n"
+        TOOLS_BLOCK("{\"name\": \"exec_command\", \"description\": \"Run\", \"parameters\": {\"type\": \"object\"}}\n"
+                    "{\"name\": \"ns.spawn\"}")
+        "{U}base{U}env\n\nsay hi{A}{T}r1{/T}\n\n<{D}tool_calls>\n<{D}invoke name=\"exec_command\">\n"
+        "<{D}parameter name=\"cmd\" string=\"true\">echo hi</{D}parameter>\n</{D}invoke>\n"
+        "<{D}invoke name=\"ns.spawn\">\n\n</{D}invoke>\n</{D}tool_calls>{EOS}"
+        "{U}<tool_result>hi\n</tool_result>\n\n<tool_result>spawned</tool_result>{A}{T}");
+}
+
+static void test_chat_opencode_turn(void **st) {
+    (void)st;
+    expect_api_render(api_chat_parse, API_CHAT,
+        "{\"model\":\"m\",\"reasoning_effort\":\"high\",\"messages\":["
+        "{\"role\":\"system\",\"content\":\"S\"},"
+        "{\"role\":\"user\",\"content\":\"\\\"say hi\\\"\"},"
+        "{\"role\":\"assistant\",\"content\":\"\",\"reasoning_content\":\"plan\","
+        "\"tool_calls\":[{\"id\":\"call_9\",\"type\":\"function\",\"function\":{\"name\":\"bash\","
+        "\"arguments\":\"{\\\"command\\\":\\\"echo hi\\\",\\\"timeout\\\":5}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"call_9\",\"content\":\"hi\\n\"}],"
+        "\"tools\":[{\"type\":\"function\",\"function\":" BASH_TOOL "}]}",
+        "{BOS}S\n\n" TOOLS_BLOCK(BASH_LINE)
+        "{U}\"say hi\"{A}{T}plan{/T}\n\n<{D}tool_calls>\n<{D}invoke name=\"bash\">\n"
+        "<{D}parameter name=\"command\" string=\"true\">echo hi</{D}parameter>\n"
+        "<{D}parameter name=\"timeout\" string=\"false\">5</{D}parameter>\n</{D}invoke>\n</{D}tool_calls>{EOS}"
+        "{U}<tool_result>hi\n</tool_result>{A}{T}");
+}
+
 /* ---- token ids with the tiny-s1 tokenizer ------------------------------------------ */
 
 static tokenizer *tiny_tokenizer(void) {
@@ -557,6 +653,9 @@ int main(void) {
         cmocka_unit_test(test_canonical_arguments),
         cmocka_unit_test(test_replay_block_used_verbatim),
         cmocka_unit_test(test_user_text_never_control),
+        cmocka_unit_test(test_anthropic_claude_code_turn),
+        cmocka_unit_test(test_responses_codex_turn),
+        cmocka_unit_test(test_chat_opencode_turn),
         cmocka_unit_test(test_json_print_py),
         cmocka_unit_test(test_json_escape_invalid_utf8),
         cmocka_unit_test(test_token_ids),
