@@ -32,7 +32,7 @@ static void usage(FILE *out) {
             "\n"
             "Serves the HTTP API with a scripted test backend (no model is run): replies\n"
             "are canned text, tool calls and errors chosen by directives in the last user\n"
-            "message ([[tool]], [[stop]], [[long N]], [[unicode]], [[error]], see\n"
+            "message ([[tool]], [[stop]], [[long N]], [[slow MS]], [[unicode]], [[error]]; see\n"
             "http/backend_scripted.c). Tokens come from FILE's tokenizer, so prompt\n"
             "rendering, usage counts, streaming and tool-call parsing are the real ones.\n"
             "\n"
