@@ -74,6 +74,9 @@ void quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t n);
  *        q = clamp(lrintf(iscale*x), -128, 127), d = 1/iscale, bsums per 16. */
 void quantize_row_q8_0a(const float *x, block_q8_0a *y, int64_t n);
 void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n);
+/* Both produce quants in [-127, 127] (|x·id| <= 127); the SIMD IQ2_XXS dot
+ * relies on that (it negates activation bytes), so activation blocks from
+ * elsewhere (the wire) must not carry -128. */
 
 /* The 256-entry IQ2_XXS codebook (public GGML table) and its sign table. */
 extern const uint64_t iq2xxs_grid[256];
@@ -96,5 +99,8 @@ typedef struct quant_kernels {
 const quant_kernels *quant_kernels_for(enum quant_isa isa);
 /* The fastest available; FP_ISA=portable|avx2|avx512 in the environment caps it. */
 const quant_kernels *quant_kernels_best(void);
+/* "portable", "avx2", "avx512" <-> enum quant_isa; -1 for an unknown name. */
+const char *quant_isa_name(enum quant_isa isa);
+int quant_isa_from_name(const char *name);
 
 #endif
