@@ -4,6 +4,7 @@
  * value and IQ2_XXS blocks are written as random codes, not searched. */
 #include "mkmodel_gen.h"
 
+#include "mkmodel_kquant.h"
 #include "quant.h"
 
 #include <math.h>
@@ -175,8 +176,10 @@ void mkmodel_gen_chunk(const mkmodel_tensor *t, uint64_t key, uint64_t c, void *
         break;
     }
     case QT_Q8_0: quantize_row_q8_0(x, out, (int64_t)n); break;
-    case QT_Q2_K: quantize_row_q2_K(x, out, (int64_t)n); break;
-    case QT_Q4_K: quantize_row_q4_K(x, out, (int64_t)n); break;
+    /* one-pass fits: quant.h's searched K-quant writers are ~20x slower,
+     * too slow for gigabytes of experts (see mkmodel_kquant.h) */
+    case QT_Q2_K: mkmodel_encode_q2_K(x, out, (int64_t)n); break;
+    case QT_Q4_K: mkmodel_encode_q4_K(x, out, (int64_t)n); break;
     default: memset(out, 0, mkmodel_chunk_bytes(t, c)); break; /* the plan never asks for others */
     }
 }
