@@ -208,17 +208,28 @@ int dequantize_row(int type, const void *src, float *dst, int64_t n) {
 
 /* ---- weight quantisers ------------------------------------------------------------ */
 
-static inline int clampi(long v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
+/* clamp(lrintf(v), lo, hi) for lo < 0 < hi or lo = 0 — the same result
+ * (round half to even, NaN to lo) without a libm call: inside the clamp
+ * range |v| < 2^22, where adding and removing 1.5·2^23 rounds to an
+ * integer in the current (nearest-even) rounding mode, as lrintf does. */
+static inline int rne_clamp(float v, int lo, int hi) {
+    if (!(v >= (float)lo)) return lo;
+    if (v >= (float)hi) return hi;
+    return (int)((v + 12582912.0f) - 12582912.0f);
+}
+
+static inline float maxf(float a, float b) { return a > b ? a : b; }
+static inline float minf(float a, float b) { return a < b ? a : b; }
 
 void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n) {
     for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
         float amax = 0.0f;
-        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < QK8_0; j++) amax = maxf(amax, fabsf(x[j]));
         /* Quantise against the f16-rounded scale the reader will use. */
         y[i].d = f32_to_fp16(amax / 127.0f);
         const float d = fp16_to_f32(y[i].d);
         const float id = d > 0.0f && isfinite(d) ? 1.0f / d : 0.0f;
-        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)clampi(lrintf(x[j] * id), -127, 127);
+        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)rne_clamp(x[j] * id, -127, 127);
     }
 }
 
@@ -228,8 +239,8 @@ void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n) {
 static void fit_scale_min(const float *x, int n, int nmax, float *scale, float *mn) {
     float lo = x[0], hi = x[0];
     for (int i = 1; i < n; i++) {
-        lo = fminf(lo, x[i]);
-        hi = fmaxf(hi, x[i]);
+        lo = minf(lo, x[i]);
+        hi = maxf(hi, x[i]);
     }
     if (lo > 0.0f) lo = 0.0f;
     if (!(hi > lo)) {
@@ -238,35 +249,41 @@ static void fit_scale_min(const float *x, int n, int nmax, float *scale, float *
         return;
     }
     float best_err = INFINITY, best_s = (hi - lo) / (float)nmax, best_off = lo;
-    for (int start = 0; start < 4; start++) {
-        float s = (hi - lo) / ((float)nmax + 0.25f * (float)start), off = lo;
-        for (int it = 0; it < 6; it++) {
-            double sq = 0, sqq = 0, sx = 0, sxq = 0, err = 0;
-            int q[QK_K];
+    uint8_t q[QK_K];
+    /* Sums in f32 are plenty for n <= 32 values. */
+    for (int start = 0; start < 2; start++) {
+        float s = (hi - lo) / ((float)nmax + 0.4f * (float)start), off = lo;
+        for (int it = 0; it < 5; it++) {
+            const float is = 1.0f / s;
+            float sq = 0, sqq = 0, sx = 0, sxq = 0, err = 0;
+            int changed = it == 0;
             for (int i = 0; i < n; i++) {
-                q[i] = s > 0.0f ? clampi(lrintf((x[i] - off) / s), 0, nmax) : 0;
-                const double e = (double)s * q[i] + off - x[i];
+                const uint8_t qi = (uint8_t)rne_clamp((x[i] - off) * is, 0, nmax);
+                changed |= qi != q[i];
+                q[i] = qi;
+                const float e = s * (float)qi + off - x[i];
                 err += e * e;
-                sq += q[i];
-                sqq += (double)q[i] * q[i];
+                sq += (float)qi;
+                sqq += (float)(qi * qi);
                 sx += x[i];
-                sxq += (double)x[i] * q[i];
+                sxq += x[i] * (float)qi;
             }
             if (err < best_err) {
-                best_err = (float)err;
+                best_err = err;
                 best_s = s;
                 best_off = off;
             }
-            const double det = n * sqq - sq * sq;
+            if (!changed) break; /* the refit would land on the same point */
+            const float det = (float)n * sqq - sq * sq;
             if (det <= 0) break;
-            double ns = (n * sxq - sq * sx) / det, noff = (sx - ns * sq) / n;
+            float ns = ((float)n * sxq - sq * sx) / det, noff = (sx - ns * sq) / (float)n;
             if (noff > 0) {
                 noff = 0;
                 ns = sqq > 0 ? sxq / sqq : 0;
             }
-            if (ns <= 0) break;
-            s = (float)ns;
-            off = (float)noff;
+            if (!(ns > 0)) break;
+            s = ns;
+            off = noff;
         }
     }
     *scale = best_s;
@@ -282,19 +299,19 @@ static void kquant_block(const float *x, int sub, int nmax, int smax, uint16_t *
     float sc[16], mn[16], maxsc = 0.0f, maxmn = 0.0f;
     for (int s = 0; s < nsub; s++) {
         fit_scale_min(x + s * sub, sub, nmax, &sc[s], &mn[s]);
-        maxsc = fmaxf(maxsc, sc[s]);
-        maxmn = fmaxf(maxmn, mn[s]);
+        maxsc = maxf(maxsc, sc[s]);
+        maxmn = maxf(maxmn, mn[s]);
     }
     *d16 = f32_to_fp16(maxsc / (float)smax);
     *dmin16 = f32_to_fp16(maxmn / (float)smax);
     const float d = fp16_to_f32(*d16), dmin = fp16_to_f32(*dmin16);
     for (int s = 0; s < nsub; s++) {
-        ls[s] = (uint8_t)(d > 0.0f ? clampi(lrintf(sc[s] / d), 0, smax) : 0);
-        lm[s] = (uint8_t)(dmin > 0.0f ? clampi(lrintf(mn[s] / dmin), 0, smax) : 0);
+        ls[s] = (uint8_t)(d > 0.0f ? rne_clamp(sc[s] / d, 0, smax) : 0);
+        lm[s] = (uint8_t)(dmin > 0.0f ? rne_clamp(mn[s] / dmin, 0, smax) : 0);
         const float ds = d * (float)ls[s], ms = dmin * (float)lm[s];
         for (int i = 0; i < sub; i++) {
             const float v = x[s * sub + i];
-            q[s * sub + i] = (uint8_t)(ds > 0.0f ? clampi(lrintf((v + ms) / ds), 0, nmax) : 0);
+            q[s * sub + i] = (uint8_t)(ds > 0.0f ? rne_clamp((v + ms) / ds, 0, nmax) : 0);
         }
     }
 }
@@ -393,7 +410,7 @@ void quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t n) {
                 uint32_t pat = 0;
                 for (int j = 0; j < 8; j++) {
                     tg[j] = fabsf(xg[j]);
-                    amax = fmaxf(amax, tg[j]);
+                    amax = maxf(amax, tg[j]);
                     if (xg[j] < 0.0f) {
                         pat |= 1u << j;
                         neg++;
@@ -436,12 +453,12 @@ void quantize_row_iq2_xxs(const float *x, block_iq2_xxs *y, int64_t n) {
             }
         }
         float smax = 0.0f;
-        for (int b = 0; b < 8; b++) smax = fmaxf(smax, best_s[b]);
+        for (int b = 0; b < 8; b++) smax = maxf(smax, best_s[b]);
         /* db = d·(0.5 + ls)·0.25 with ls <= 15: the largest scale maps to ls = 15. */
         y[i].d = f32_to_fp16(smax / (15.5f * 0.25f));
         const float d = fp16_to_f32(y[i].d);
         for (int b = 0; b < 8; b++) {
-            const int ls = d > 0.0f ? clampi(lrintf(best_s[b] / (0.25f * d) - 0.5f), 0, 15) : 0;
+            const int ls = d > 0.0f ? rne_clamp(best_s[b] / (0.25f * d) - 0.5f, 0, 15) : 0;
             const float db = d * (0.5f + (float)ls) * 0.25f;
             int ent[4] = {0, 0, 0, 0};
             if (db > 0.0f) iq2_sub_error(tb, t + 32 * b, db, ent);
@@ -470,7 +487,7 @@ void quantize_row_q8_0a(const float *x, block_q8_0a *y, int64_t n) {
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = d;
-        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)clampi(lrintf(x[j] * id), -128, 127);
+        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)rne_clamp(x[j] * id, -128, 127);
     }
 }
 
@@ -489,7 +506,7 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
             continue;
         }
         const float iscale = -127.0f / m;
-        for (int j = 0; j < QK_K; j++) y[i].qs[j] = (int8_t)clampi(lrintf(iscale * x[j]), -128, 127);
+        for (int j = 0; j < QK_K; j++) y[i].qs[j] = (int8_t)rne_clamp(iscale * x[j], -128, 127);
         for (int s = 0; s < QK_K / 16; s++) {
             int sum = 0;
             for (int j = 0; j < 16; j++) sum += y[i].qs[16 * s + j];

@@ -70,7 +70,9 @@ static void *worker_main(void *varg) {
     threadpool *tp = a->tp;
     const int ith = a->ith;
     free(a);
-    unsigned seen = atomic_load_explicit(&tp->gen, memory_order_acquire);
+    /* Not a load of gen: a run may start before this thread gets going,
+     * and that run must not be mistaken for the state to wait past. */
+    unsigned seen = 0;
     for (;;) {
         if (!spin_gen_changed(&tp->gen, seen)) {
             pthread_mutex_lock(&tp->mu);

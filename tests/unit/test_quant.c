@@ -444,6 +444,35 @@ static void test_act_quant_random(void **st) {
             assert_true(qa[b].qs[j] >= -127);
             assert_true(fabsf(qa[b].d * qa[b].qs[j] - x[b * QK8_0 + j]) <= 0.5001f * qa[b].d);
         }
+    /* The reference formulas written out with lrintf, on inputs full of
+     * exact halves (x = k/2 · 2^e makes x·id land on ties often). */
+    for (int i = 0; i < N; i++) x[i] = (float)((int)(rnd() % 255) - 127) * 0.5f * (i % 3 == 0 ? 1.0f : 0.25f);
+    for (int b = 0; b < N / QK_K; b++) x[b * QK_K + (int)(rnd() % QK_K)] = (rnd() & 1) ? 63.5f : -63.5f;
+    quantize_row_q8_K(x, qk, N);
+    quantize_row_q8_0a(x, qa, N);
+    for (int b = 0; b < N / QK_K; b++) {
+        float amax = 0, m = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[b * QK_K + j]) > amax) amax = fabsf(x[b * QK_K + j]), m = x[b * QK_K + j];
+        const float iscale = -127.0f / m;
+        for (int j = 0; j < QK_K; j++) {
+            long q = lrintf(iscale * x[b * QK_K + j]);
+            q = q < -128 ? -128 : q > 127 ? 127 : q;
+            assert_int_equal(qk[b].qs[j], q);
+        }
+        assert_true(qk[b].d == 1.0f / iscale);
+    }
+    for (int b = 0; b < N / QK8_0; b++) {
+        float amax = 0;
+        for (int j = 0; j < QK8_0; j++) amax = fabsf(x[b * QK8_0 + j]) > amax ? fabsf(x[b * QK8_0 + j]) : amax;
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        assert_true(qa[b].d == d);
+        for (int j = 0; j < QK8_0; j++) {
+            long q = lrintf(x[b * QK8_0 + j] * id);
+            q = q < -128 ? -128 : q > 127 ? 127 : q;
+            assert_int_equal(qa[b].qs[j], q);
+        }
+    }
 }
 
 /* ---- random weight blocks -------------------------------------------------------------- */
