@@ -54,6 +54,7 @@ void session_cache_opts_defaults(session_cache_opts *o) {
     o->ctx = 4096;
     o->rewind_points = 3;
     o->rewind_min_tokens = 64;
+    o->cancel_chunk = 256;
     kv_policy_defaults(&o->policy);
 }
 
@@ -67,8 +68,8 @@ session_cache *session_cache_open(fp_engine *e, const session_cache_opts *o, cha
         snprintf(err, errlen, "context size must be at least 1 (got %d)", o->ctx);
         return NULL;
     }
-    if (o->rewind_points < 0 || o->max_sessions < 0) {
-        snprintf(err, errlen, "rewind points and session count must be >= 0");
+    if (o->rewind_points < 0 || o->max_sessions < 0 || o->cancel_chunk < 1) {
+        snprintf(err, errlen, "rewind points and session count must be >= 0, the cancel chunk >= 1");
         return NULL;
     }
     if (kv_policy_check(&o->policy, err, errlen)) return NULL;
@@ -392,7 +393,7 @@ static void prog_cb(void *ud, int done, int total) {
 
 /* Append k tokens to x's session, stopping at the cold-save length and at
  * the continued-save multiples to checkpoint there, and (when cancellable)
- * every SC_CANCEL_CHUNK tokens to poll. 0, -1 error, 1 cancelled. */
+ * every cancel_chunk tokens to poll. 0, -1 error, 1 cancelled. */
 static int eval_span(session_cache *c, sc_entry *x, const int32_t *toks, int k, const sc_progress *p, char *err,
                      size_t errlen) {
     fp_session *s = x->s;
@@ -413,7 +414,7 @@ static int eval_span(session_cache *c, sc_entry *x, const int32_t *toks, int k, 
             const int64_t mult = ((int64_t)base / step + 1) * step;
             if (mult < next) next = (int)mult;
         }
-        if (cancellable && next - pos > SC_CANCEL_CHUNK) next = pos + SC_CANCEL_CHUNK;
+        if (cancellable && next - pos > c->o.cancel_chunk) next = pos + c->o.cancel_chunk;
         pw.base = pos - start;
         if (session_eval(s, toks + (pos - start), next - pos, NULL, c->o.obs, p && p->progress ? prog_cb : NULL,
                          &pw, err, errlen)) {

@@ -53,6 +53,7 @@ typedef struct session_cache_opts {
     int max_sessions;          /* also cap the count; 0 = the budget decides */
     int rewind_points;         /* TAIL snapshots kept per session; 0 = off (3) */
     int rewind_min_tokens;     /* no rewind point for shorter prompts (64) */
+    int cancel_chunk;          /* a cancellable prefill polls every this many tokens (256) */
     kv_disk *disk;             /* second tier, not owned; NULL = RAM only */
     kv_policy policy;
     const fwd_observer *obs;   /* passed to every evaluation (routing trace); NULL = none */
@@ -92,10 +93,9 @@ fp_session *session_cache_acquire(session_cache *c, const int32_t *tokens, int n
 /* Progress and cancellation of a prefill. All fields may be NULL. */
 typedef struct sc_progress {
     progress_fn progress;      /* (ud, done, total) of the tokens being evaluated */
-    int (*cancelled)(void *ud);/* polled every SC_CANCEL_CHUNK tokens; nonzero = stop */
+    int (*cancelled)(void *ud);/* polled every opts.cancel_chunk tokens; nonzero = stop */
     void *ud;
 } sc_progress;
-#define SC_CANCEL_CHUNK 256
 
 /* Evaluate the rest of the prompt (the session must hold a prefix of it),
  * saving checkpoints as the policy says; leaves a rewind point at n.

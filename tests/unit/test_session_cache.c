@@ -23,10 +23,13 @@
 
 #define CTX 400
 
+#define NREF 2
+
 typedef struct fixture {
     fp_engine *e;
     int V;
-    fp_session *ref;   /* plain session for reference logits */
+    fp_session *ref[NREF];   /* plain sessions for reference logits */
+    int ref_next;
 } fixture;
 
 static void vec_path(char *buf, size_t n, const char *name) {
@@ -45,14 +48,15 @@ static int setup(void **st) {
         return -1;
     }
     fx->V = engine_model(fx->e)->hp.n_vocab;
-    fx->ref = session_open(fx->e, CTX, err, sizeof err);
+    for (int i = 0; i < NREF; i++)
+        if (!(fx->ref[i] = session_open(fx->e, CTX, err, sizeof err))) return -1;
     *st = fx;
-    return fx->ref ? 0 : -1;
+    return 0;
 }
 
 static int teardown(void **st) {
     fixture *fx = *st;
-    session_close(fx->ref);
+    for (int i = 0; i < NREF; i++) session_close(fx->ref[i]);
     engine_close(fx->e);
     free(fx);
     return 0;
@@ -72,14 +76,28 @@ static void cat(int32_t *dst, int *n, const int32_t *src, int k) {
     *n += k;
 }
 
-/* The logits a fresh session gives after toks[0..n). */
+/* s holds toks[0..n) and its logits are those a plain session gets for
+ * them. The plain sessions are extended when they already hold a prefix
+ * (prefill and decode give the same bits), to keep the test fast. */
 static void assert_logits_fresh(fixture *fx, fp_session *s, const int32_t *toks, int n) {
     char err[512];
-    session_reset(fx->ref);
-    assert_int_equal(session_eval(fx->ref, toks, n, NULL, NULL, NULL, NULL, err, sizeof err), 0);
+    fp_session *r = NULL;
+    for (int i = 0; i < NREF; i++) {
+        const int m = session_n_tokens(fx->ref[i]);
+        if (m <= n && !memcmp(session_tokens(fx->ref[i]), toks, (size_t)m * sizeof *toks) &&
+            (!r || m > session_n_tokens(r)))
+            r = fx->ref[i];
+    }
+    if (!r) {
+        r = fx->ref[fx->ref_next];
+        fx->ref_next = (fx->ref_next + 1) % NREF;
+        session_reset(r);
+    }
+    const int m = session_n_tokens(r);
+    if (n > m) assert_int_equal(session_eval(r, toks + m, n - m, NULL, NULL, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(session_n_tokens(s), n);
     assert_memory_equal(session_tokens(s), toks, (size_t)n * sizeof(int32_t));
-    assert_memory_equal(session_logits(s), session_logits(fx->ref), (size_t)fx->V * sizeof(float));
+    assert_memory_equal(session_logits(s), session_logits(r), (size_t)fx->V * sizeof(float));
 }
 
 static session_cache *open_cache(fixture *fx, int max_sessions, kv_disk *disk, const kv_policy *pol) {
@@ -89,6 +107,7 @@ static session_cache *open_cache(fixture *fx, int max_sessions, kv_disk *disk, c
     o.ram_bytes = 1ull << 34;
     o.max_sessions = max_sessions;
     o.rewind_min_tokens = 16;
+    o.cancel_chunk = 32;
     o.disk = disk;
     if (pol) o.policy = *pol;
     char err[512];
@@ -160,27 +179,27 @@ static void test_rewind_in_place(void **st) {
     fixture *fx = *st;
     session_cache *c = open_cache(fx, 1, NULL, NULL);
     int32_t p[CTX], g[10], alt[20];
-    gen(p, 100, 5, fx->V);
+    gen(p, 48, 5, fx->V);
     gen(g, 10, 6, fx->V);
     gen(alt, 20, 7, fx->V);
-    fp_session *s = turn(fx, c, p, 100, g, 10, "none", 0);
+    fp_session *s = turn(fx, c, p, 48, g, 10, "none", 0);
     /* The client replays the history without the 10 hidden tokens. */
-    memcpy(p + 100, alt, sizeof alt);
-    assert_ptr_equal(turn(fx, c, p, 120, g, 5, "memory-rewind", 100), s);
+    memcpy(p + 48, alt, sizeof alt);
+    assert_ptr_equal(turn(fx, c, p, 68, g, 5, "memory-rewind", 48), s);
     /* Regenerate: the same prompt again, fully cached with its logits. */
     char err[512];
     sc_hit h;
-    assert_ptr_equal(session_cache_acquire(c, p, 120, &h, err, sizeof err), s);
+    assert_ptr_equal(session_cache_acquire(c, p, 68, &h, err, sizeof err), s);
     assert_string_equal(h.source, "memory-rewind");
-    assert_int_equal(h.n_cached, 120);
-    assert_logits_fresh(fx, s, p, 120);
-    assert_int_equal(session_cache_prefill(c, s, p, 120, NULL, err, sizeof err), 0);
+    assert_int_equal(h.n_cached, 68);
+    assert_logits_fresh(fx, s, p, 68);
+    assert_int_equal(session_cache_prefill(c, s, p, 68, NULL, err, sizeof err), 0);
     session_cache_release(c, s, 1);
     /* A prefix shorter than every rewind point is a miss. */
-    int32_t q[60];
+    int32_t q[30];
     memcpy(q, p, 10 * sizeof *q);
-    gen(q + 10, 50, 8, fx->V);
-    turn(fx, c, q, 60, NULL, 0, "none", 0);
+    gen(q + 10, 20, 8, fx->V);
+    turn(fx, c, q, 30, NULL, 0, "none", 0);
     session_cache_close(c);
 }
 
@@ -188,17 +207,17 @@ static void test_fork_keeps_donor(void **st) {
     fixture *fx = *st;
     session_cache *c = open_cache(fx, 2, NULL, NULL);
     int32_t a[CTX], b[CTX], g[10];
-    gen(a, 100, 11, fx->V);
+    gen(a, 48, 11, fx->V);
     gen(g, 10, 12, fx->V);
-    fp_session *sa = turn(fx, c, a, 100, g, 10, "none", 0);
-    memcpy(b, a, 100 * sizeof *a);
-    gen(b + 100, 25, 13, fx->V);
-    fp_session *sb = turn(fx, c, b, 125, NULL, 0, "memory-fork", 100);
+    fp_session *sa = turn(fx, c, a, 48, g, 10, "none", 0);
+    memcpy(b, a, 48 * sizeof *a);
+    gen(b + 48, 25, 13, fx->V);
+    fp_session *sb = turn(fx, c, b, 73, NULL, 0, "memory-fork", 48);
     assert_ptr_not_equal(sa, sb);
     /* The donor still extends without any rewind. */
-    memcpy(a + 100, g, sizeof g);
-    gen(a + 110, 5, 14, fx->V);
-    assert_ptr_equal(turn(fx, c, a, 115, NULL, 0, "memory", 110), sa);
+    memcpy(a + 48, g, sizeof g);
+    gen(a + 58, 5, 14, fx->V);
+    assert_ptr_equal(turn(fx, c, a, 63, NULL, 0, "memory", 58), sa);
     session_cache_close(c);
 }
 
@@ -231,58 +250,58 @@ static void test_disk_tier_and_policy(void **st) {
     assert_non_null(d);
     kv_policy pol;
     kv_policy_defaults(&pol);
-    pol.min_tokens = 16;
+    pol.min_tokens = 8;
     pol.cold_max_tokens = 1000;
-    pol.boundary_trim = 8;
-    pol.boundary_align = 32;
-    pol.continued_interval = 64;   /* step 64 */
+    pol.boundary_trim = 4;
+    pol.boundary_align = 16;
+    pol.continued_interval = 32;   /* step 32 */
     session_cache *c = open_cache(fx, 1, d, &pol);
 
-    int32_t a[CTX], b[CTX], g[20];
-    gen(a, 150, 21, fx->V);
-    gen(b, 100, 22, fx->V);
+    int32_t a[CTX], b[CTX], g[10];
+    gen(a, 70, 21, fx->V);
+    gen(b, 40, 22, fx->V);
     if (a[0] == b[0]) b[0] = (b[0] + 1) % fx->V;
-    gen(g, 20, 23, fx->V);
-    /* Cold miss: continued save at 64, cold save at align_down(150-8, 32) = 128. */
-    turn(fx, c, a, 150, g, 20, "none", 0);
+    gen(g, 10, 23, fx->V);
+    /* Cold miss: continued save at 32, cold save at align_down(70-4, 16) = 64. */
+    turn(fx, c, a, 70, g, 10, "none", 0);
+    assert_true(kv_disk_contains(d, a, 32));
     assert_true(kv_disk_contains(d, a, 64));
-    assert_true(kv_disk_contains(d, a, 128));
-    assert_false(kv_disk_contains(d, a, 150));
-    memcpy(a + 150, g, sizeof g);
-    /* Another conversation evicts it: saved whole (170 tokens) first. */
-    turn(fx, c, b, 100, NULL, 0, "none", 0);
-    assert_true(kv_disk_contains(d, a, 170));
-    assert_true(kv_disk_contains(d, b, 64));   /* its own cold save: align_down(92, 32) */
+    assert_false(kv_disk_contains(d, a, 70));
+    memcpy(a + 70, g, sizeof g);
+    /* Another conversation evicts it: saved whole (80 tokens) first. */
+    turn(fx, c, b, 40, NULL, 0, "none", 0);
+    assert_true(kv_disk_contains(d, a, 80));
+    assert_true(kv_disk_contains(d, b, 32));   /* its own cold save: align_down(36, 16) */
     /* Back to the first conversation: from disk, only the suffix evaluated. */
-    gen(a + 170, 10, 24, fx->V);
-    turn(fx, c, a, 180, NULL, 0, "disk", 170);
-    /* A third one shares the first 128 tokens (the cold anchor) only. */
+    gen(a + 80, 6, 24, fx->V);
+    turn(fx, c, a, 86, NULL, 0, "disk", 80);
+    /* A third one shares the first 66 tokens only: the live session (a, 86
+     * tokens) has no rewind point inside them; disk has the cold one (64). */
     int32_t x[CTX];
-    memcpy(x, a, 140 * sizeof *x);
-    gen(x + 140, 10, 25, fx->V);
-    x[140] = (a[140] + 1) % fx->V;
-    /* The live session (a, 180 tokens, rewind points at 180) would need a
-     * rewind to <= 140: its only usable point is none; disk has 128. */
-    turn(fx, c, x, 150, NULL, 0, "disk", 128);
+    memcpy(x, a, 66 * sizeof *x);
+    gen(x + 66, 10, 25, fx->V);
+    x[66] = (a[66] + 1) % fx->V;
+    turn(fx, c, x, 76, NULL, 0, "disk", 64);
     session_cache_stats s;
     session_cache_stats_get(c, &s);
     assert_int_equal(s.hit_disk, 2);
-    assert_true(s.evictions >= 2);
-    /* Continued saves while decoding: 150 + 60 crosses 192. */
+    assert_int_equal(s.evictions, 3);
+    /* Continued saves while decoding: 76 + 30 crosses 96. */
     char e2[512];
     sc_hit h;
-    fp_session *ss = session_cache_acquire(c, x, 150, &h, e2, sizeof e2);
+    fp_session *ss = session_cache_acquire(c, x, 76, &h, e2, sizeof e2);
     assert_non_null(ss);
     assert_string_equal(h.source, "memory");
-    int32_t dec[60];
-    gen(dec, 60, 26, fx->V);
-    for (int i = 0; i < 60; i++) assert_int_equal(session_cache_extend(c, ss, dec + i, 1, e2, sizeof e2), 0);
-    memcpy(x + 150, dec, sizeof dec);
-    assert_true(kv_disk_contains(d, x, 192));
+    int32_t dec[30];
+    gen(dec, 30, 26, fx->V);
+    for (int i = 0; i < 30; i++) assert_int_equal(session_cache_extend(c, ss, dec + i, 1, e2, sizeof e2), 0);
+    memcpy(x + 76, dec, sizeof dec);
+    assert_true(kv_disk_contains(d, x, 96));
+    assert_false(kv_disk_contains(d, x, 95));
     session_cache_release(c, ss, 1);
     /* Shutdown saves the live session. */
     session_cache_close(c);
-    assert_true(kv_disk_contains(d, x, 210));
+    assert_true(kv_disk_contains(d, x, 106));
     kv_disk_close(d);
     rm_dir(dir);
 }
@@ -307,28 +326,28 @@ static void test_cancelled_prefill_resumes(void **st) {
     fixture *fx = *st;
     char err[512];
     session_cache *c = open_cache(fx, 1, NULL, NULL);
-    int32_t p[350];
-    gen(p, 350, 41, fx->V);
+    int32_t p[50];
+    gen(p, 50, 41, fx->V);
     sc_hit h;
-    fp_session *s = session_cache_acquire(c, p, 350, &h, err, sizeof err);
+    fp_session *s = session_cache_acquire(c, p, 50, &h, err, sizeof err);
     assert_non_null(s);
     cancel_state cs = {.cancel_at = 2};
     const sc_progress pr = {progress_cb, cancel_cb, &cs};
-    assert_int_equal(session_cache_prefill(c, s, p, 350, &pr, err, sizeof err), 1);
+    assert_int_equal(session_cache_prefill(c, s, p, 50, &pr, err, sizeof err), 1);
     assert_non_null(strstr(err, "cancelled"));
-    assert_int_equal(session_n_tokens(s), SC_CANCEL_CHUNK);
-    assert_int_equal(cs.last_done, SC_CANCEL_CHUNK);
-    assert_int_equal(cs.last_total, 350);
+    assert_int_equal(session_n_tokens(s), 32);
+    assert_int_equal(cs.last_done, 32);
+    assert_int_equal(cs.last_total, 50);
     session_cache_release(c, s, 1);
     /* The retry resumes after the evaluated part. */
     cs = (cancel_state){.cancel_at = 1000};
-    assert_ptr_equal(session_cache_acquire(c, p, 350, &h, err, sizeof err), s);
+    assert_ptr_equal(session_cache_acquire(c, p, 50, &h, err, sizeof err), s);
     assert_string_equal(h.source, "memory");
-    assert_int_equal(h.n_cached, SC_CANCEL_CHUNK);
-    assert_int_equal(session_cache_prefill(c, s, p, 350, &pr, err, sizeof err), 0);
-    assert_int_equal(cs.last_done, 350 - SC_CANCEL_CHUNK);
-    assert_int_equal(cs.last_total, 350 - SC_CANCEL_CHUNK);
-    assert_logits_fresh(fx, s, p, 350);
+    assert_int_equal(h.n_cached, 32);
+    assert_int_equal(session_cache_prefill(c, s, p, 50, &pr, err, sizeof err), 0);
+    assert_int_equal(cs.last_done, 50 - 32);
+    assert_int_equal(cs.last_total, 50 - 32);
+    assert_logits_fresh(fx, s, p, 50);
     session_cache_release(c, s, 1);
     session_cache_close(c);
 }
