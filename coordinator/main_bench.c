@@ -12,6 +12,7 @@
 
 #include "engine.h"
 #include "membw.h"
+#include "pool_cli.h"
 #include "progress.h"
 
 static void usage(FILE *f) {
@@ -28,6 +29,7 @@ static void usage(FILE *f) {
         "  -h, --help\n"
         "\n"
         "Output: CSV on stdout, one row per frontier.\n");
+    pool_cli_usage(f);
 }
 
 /* Bytes of weights one decoded token reads: every dense tensor except the
@@ -67,8 +69,12 @@ int main(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"frontiers", required_argument, 0, O_FR},
         {"gen", required_argument, 0, O_GEN}, {"threads", required_argument, 0, 't'},
         {"chunk", required_argument, 0, O_CHUNK}, {"seed", required_argument, 0, O_SEED},
-        {"membw-mb", required_argument, 0, O_BW}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"membw-mb", required_argument, 0, O_BW}, {"help", no_argument, 0, 'h'}, POOL_CLI_LONG_OPTIONS,
+        {0, 0, 0, 0},
     };
+    pool_cli pc;
+    pool_cli_init(&pc);
+    char perr[256];
     int o;
     while ((o = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
         switch (o) {
@@ -80,7 +86,13 @@ int main(int argc, char **argv) {
         case O_SEED: seed = strtoull(optarg, NULL, 10); break;
         case O_BW: membw_mb = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: {
+            const int pr = pool_cli_option(&pc, o, optarg, perr, sizeof perr);
+            if (pr > 0) break;
+            if (pr < 0) fprintf(stderr, "flashpool-bench: %s\n", perr);
+            else usage(stderr);
+            return 2;
+        }
         }
     }
     if (!model_path) {
@@ -107,11 +119,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, "flashpool-bench: %s\n", err);
         return 1;
     }
+    pool_setup ps;
+    if (pool_cli_apply(&pc, e, stderr, &ps, err, sizeof err)) {
+        fprintf(stderr, "flashpool-bench: %s\n", err);
+        pool_cli_close(&ps, stderr);
+        engine_close(e);
+        return 1;
+    }
+    const fwd_observer *tobs = pool_cli_observer(&ps);
     const model *m = engine_model(e);
     const int ctx = fr[nfr - 1] + gen * nfr + 1;
     fp_session *s = session_open(e, ctx, err, sizeof err);
     if (!s) {
         fprintf(stderr, "flashpool-bench: %s\n", err);
+        pool_cli_close(&ps, stderr);
         engine_close(e);
         return 1;
     }
@@ -134,7 +155,7 @@ int main(int argc, char **argv) {
             progress pg;
             progress_begin(&pg, "prefill");
             const double t0 = now_seconds();
-            if (session_eval(s, seq + session_n_tokens(s), n_pre, NULL, NULL,
+            if (session_eval(s, seq + session_n_tokens(s), n_pre, NULL, tobs,
                              progress_cb, &pg, err, sizeof err)) {
                 fprintf(stderr, "flashpool-bench: %s\n", err);
                 rc = 1;
@@ -146,7 +167,7 @@ int main(int argc, char **argv) {
         const double t0 = now_seconds();
         for (int g = 0; g < gen; g++) {
             const int32_t tok = seq[session_n_tokens(s)];
-            if (session_eval(s, &tok, 1, NULL, NULL, NULL, NULL, err, sizeof err)) {
+            if (session_eval(s, &tok, 1, NULL, tobs, NULL, NULL, err, sizeof err)) {
                 fprintf(stderr, "flashpool-bench: %s\n", err);
                 rc = 1;
                 break;
@@ -163,6 +184,7 @@ int main(int argc, char **argv) {
     }
     free(seq);
     session_close(s);
+    if (pool_cli_close(&ps, stderr)) rc = 1;
     engine_close(e);
     return rc;
 }

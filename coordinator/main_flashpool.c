@@ -14,6 +14,8 @@
 
 #include "debug_dump.h"
 #include "engine.h"
+#include "observer_chain.h"
+#include "pool_cli.h"
 #include "progress.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -24,6 +26,8 @@ typedef struct cli {
     sampler_params sp;
     const char *dump_logits, *prefill_logits, *dump_prefix, *dump_positions;
     int dump_trace, quiet;
+    pool_cli pool;                 /* --node, --cluster, --placement, --expert-cache-mb, --trace-routing ... */
+    const fwd_observer *gen_obs;   /* observer for generated tokens (the routing trace), or NULL */
 } cli;
 
 static void usage(FILE *f) {
@@ -58,6 +62,7 @@ static void usage(FILE *f) {
         "      --dump-trace          record experts, weights and indexer rows of every position\n"
         "  -q, --quiet             no progress output\n"
         "  -h, --help              this help\n");
+    pool_cli_usage(f);
 }
 
 static int parse_args(int argc, char **argv, cli *c) {
@@ -74,12 +79,14 @@ static int parse_args(int argc, char **argv, cli *c) {
         {"dump-logits", required_argument, 0, O_DLOG}, {"prefill-logits", required_argument, 0, O_PLOG},
         {"dump-prefix", required_argument, 0, O_DPRE}, {"dump-positions", required_argument, 0, O_DPOS},
         {"dump-trace", no_argument, 0, O_DTRACE}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"help", no_argument, 0, 'h'}, POOL_CLI_LONG_OPTIONS, {0, 0, 0, 0},
     };
     memset(c, 0, sizeof(*c));
     c->ctx = 4096;
     c->max_tokens = 256;
     c->sp = sampler_defaults();
+    pool_cli_init(&c->pool);
+    char perr[256];
     int o;
     while ((o = getopt_long(argc, argv, "m:p:n:t:qh", opts, NULL)) != -1) {
         switch (o) {
@@ -104,7 +111,13 @@ static int parse_args(int argc, char **argv, cli *c) {
         case O_DTRACE: c->dump_trace = 1; break;
         case 'q': c->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        default: {
+            const int pr = pool_cli_option(&c->pool, o, optarg, perr, sizeof perr);
+            if (pr > 0) break;
+            if (pr < 0) fprintf(stderr, "flashpool: %s\n", perr);
+            else usage(stderr);
+            return -1;
+        }
         }
     }
     if (optind < argc) {
@@ -182,7 +195,7 @@ static int generate(fp_session *s, const tokenizer *tok, const cli *c, const mod
         }
         fflush(stdout);
         if (session_n_tokens(s) >= session_ctx(s)) break;
-        if (session_eval(s, &id, 1, NULL, NULL, NULL, NULL, err, errlen)) {
+        if (session_eval(s, &id, 1, NULL, c->gen_obs, NULL, NULL, err, errlen)) {
             sampler_free(&smp);
             return -1;
         }
@@ -223,6 +236,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "flashpool: %s\n", err);
         return 1;
     }
+    pool_setup ps;
+    if (pool_cli_apply(&c.pool, e, stderr, &ps, err, sizeof err)) {
+        fprintf(stderr, "flashpool: %s\n", err);
+        pool_cli_close(&ps, stderr);
+        engine_close(e);
+        return 1;
+    }
+    c.gen_obs = pool_cli_observer(&ps);
     const model *m = engine_model(e);
     const size_t sess = engine_session_bytes(e, c.ctx), avail = mem_available_bytes();
     if (!c.quiet)
@@ -234,6 +255,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "flashpool: a %d-token context needs %.1f MiB but only %.1f MiB is available; "
                         "the largest context that fits is %d (use --ctx)\n",
                 c.ctx, sess / 1048576.0, avail / 1048576.0, engine_max_ctx(e, avail));
+        pool_cli_close(&ps, stderr);
         engine_close(e);
         return 1;
     }
@@ -242,6 +264,7 @@ int main(int argc, char **argv) {
         tok = tokenizer_open(m->gguf, err, sizeof err);
         if (!tok) {
             fprintf(stderr, "flashpool: tokenizer: %s\n", err);
+            pool_cli_close(&ps, stderr);
             engine_close(e);
             return 1;
         }
@@ -282,7 +305,7 @@ int main(int argc, char **argv) {
                     tok_ids_push(&ids, endthink))
                     goto out;
             }
-            if (session_eval(s, ids.ids, (int)ids.n, NULL, NULL, NULL, NULL, err, sizeof err) ||
+            if (session_eval(s, ids.ids, (int)ids.n, NULL, c.gen_obs, NULL, NULL, err, sizeof err) ||
                 generate(s, tok, &c, m, err, sizeof err)) {
                 fprintf(stderr, "flashpool: %s\n", err);
                 session_reset(s);
@@ -309,6 +332,10 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < ids.n; i++) debug_dump_set_token(dd, (int64_t)i, ids.ids[i]);
         obs = debug_dump_observer(dd);
     }
+    /* The routing trace rides along with the debug dump's observer. */
+    observer_chain chain;
+    if (c.gen_obs) obs = observer_chain_make(&chain, c.dump_prefix ? &obs : NULL, c.gen_obs);
+    const fwd_observer *obs_p = c.dump_prefix || c.gen_obs ? &obs : NULL;
     const size_t V = (size_t)m->hp.n_vocab;
     if (c.dump_logits && !(all = malloc(ids.n * V * sizeof(float)))) {
         fprintf(stderr, "flashpool: out of memory for %zu positions of logits\n", ids.n);
@@ -318,14 +345,14 @@ int main(int argc, char **argv) {
     const double t0 = now_seconds();
     if (c.decode_mode) {
         for (size_t i = 0; i < ids.n; i++) {
-            if (session_eval(s, &ids.ids[i], 1, all ? all + i * V : NULL, c.dump_prefix ? &obs : NULL,
+            if (session_eval(s, &ids.ids[i], 1, all ? all + i * V : NULL, obs_p,
                              NULL, NULL, err, sizeof err)) {
                 fprintf(stderr, "\nflashpool: %s\n", err);
                 goto out;
             }
             if (!c.quiet) progress_update(&pg, (int64_t)i + 1, (int64_t)ids.n);
         }
-    } else if (session_eval(s, ids.ids, (int)ids.n, all, c.dump_prefix ? &obs : NULL,
+    } else if (session_eval(s, ids.ids, (int)ids.n, all, obs_p,
                             c.quiet ? NULL : progress_cb, &pg, err, sizeof err)) {
         fprintf(stderr, "\nflashpool: %s\n", err);
         goto out;
@@ -352,6 +379,7 @@ out:
     debug_dump_close(dd);
     session_close(s);
     tokenizer_close(tok);
+    if (pool_cli_close(&ps, stderr)) rc = 1;
     engine_close(e);
     return rc;
 }
