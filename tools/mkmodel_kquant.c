@@ -2,9 +2,16 @@
  * flashpool-mkmodel's synthetic routed experts (see mkmodel_kquant.h). */
 #include "mkmodel_kquant.h"
 
-#include <math.h>
 
-static inline int clampi(long v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
+/* Round half to even and clamp to [0, hi], like clamp(lrintf(v)) but without
+ * libm calls (lrintf, fminf and fmaxf are not inlined without -ffast-math-
+ * style flags, and they dominate a one-pass encoder): adding 1.5 * 2^23
+ * leaves only the integer part, rounded in the default mode. NaN gives 0. */
+static inline int round_clamp(float v, int hi) {
+    if (!(v > 0.0f)) return 0;
+    if (v >= (float)hi) return hi;
+    return (int)((v + 12582912.0f) - 12582912.0f);
+}
 
 /* One super-block of QK_K weights as QK_K/sub sub-blocks, each
  * w = d*ls*q - dmin*lm with q in [0, nmax] and ls, lm in [0, smax]: the
@@ -19,25 +26,25 @@ static void fit_block(const float *x, int sub, int nmax, int smax, uint16_t *d16
         const float *v = x + s * sub;
         float lo = 0.0f, hi = v[0];
         for (int i = 0; i < sub; i++) {
-            lo = fminf(lo, v[i]);
-            hi = fmaxf(hi, v[i]);
+            lo = v[i] < lo ? v[i] : lo;
+            hi = v[i] > hi ? v[i] : hi;
         }
         off[s] = -lo;
         step[s] = hi > lo ? (hi - lo) / (float)nmax : 0.0f;
-        maxstep = fmaxf(maxstep, step[s]);
-        maxoff = fmaxf(maxoff, off[s]);
+        maxstep = step[s] > maxstep ? step[s] : maxstep;
+        maxoff = off[s] > maxoff ? off[s] : maxoff;
     }
     *d16 = f32_to_fp16(maxstep / (float)smax);
     *dmin16 = f32_to_fp16(maxoff / (float)smax);
     const float d = fp16_to_f32(*d16), dmin = fp16_to_f32(*dmin16);
     const float id = d > 0.0f ? 1.0f / d : 0.0f, idmin = dmin > 0.0f ? 1.0f / dmin : 0.0f;
     for (int s = 0; s < nsub; s++) {
-        ls[s] = (uint8_t)clampi(lrintf(step[s] * id), 0, smax);
-        lm[s] = (uint8_t)clampi(lrintf(off[s] * idmin), 0, smax);
+        ls[s] = (uint8_t)round_clamp(step[s] * id, smax);
+        lm[s] = (uint8_t)round_clamp(off[s] * idmin, smax);
         const float ds = d * (float)ls[s], ms = dmin * (float)lm[s];
         const float ids = ds > 0.0f ? 1.0f / ds : 0.0f;
         const float *v = x + s * sub;
-        for (int i = 0; i < sub; i++) q[s * sub + i] = (uint8_t)clampi(lrintf((v[i] + ms) * ids), 0, nmax);
+        for (int i = 0; i < sub; i++) q[s * sub + i] = (uint8_t)round_clamp((v[i] + ms) * ids, nmax);
     }
 }
 
