@@ -244,7 +244,7 @@ void mkmodel_gen_chunk(const mkmodel_tensor *t, uint64_t key, uint64_t c, void *
         break;
     }
     case QT_Q8_0: quantize_row_q8_0(x, out, (int64_t)n); break;
-    /* one-pass fits: quant.h's searched K-quant writers are ~20x slower,
+    /* one-pass fits: quant.h's searched K-quant writers are ~10x slower,
      * too slow for gigabytes of experts (see mkmodel_kquant.h) */
     case QT_Q2_K: mkmodel_encode_q2_K(x, out, (int64_t)n); break;
     case QT_Q4_K: mkmodel_encode_q4_K(x, out, (int64_t)n); break;
