@@ -614,7 +614,8 @@ static int cpu_has(enum quant_isa isa) {
     if (isa == QISA_AVX512)
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni");
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi") &&
+               __builtin_cpu_supports("gfni");
     return isa == QISA_PORTABLE;
 #else
     return isa == QISA_PORTABLE;

@@ -52,6 +52,9 @@ static inline uint32_t iq2_signs32(uint32_t aux) {
            (uint32_t)ksigns_iq2xs[(aux >> 14) & 127] << 16 | (uint32_t)ksigns_iq2xs[(aux >> 21) & 127] << 24;
 }
 
+/* iq2xxs_grid as 2-bit codes per weight (iq2xxs_grid.c). */
+extern const uint16_t iq2xxs_grid_codes[256];
+
 /* Kernel tables of the SIMD files; NULL when that file was built without
  * the instruction set (non-x86 builds). CPU support is checked by quant.c. */
 const quant_kernels *quant_kernels_avx2_table(void);

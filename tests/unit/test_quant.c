@@ -20,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "quant.h"
+#include "quant_isa.h"
 
 static uint64_t rng_state;
 static uint64_t rnd(void) {
@@ -197,6 +198,14 @@ static void test_iq2_tables(void **st) {
     assert_string_equal(hex, "05826b5d3e472a3a78f196be62ac78acf81df0f909626e12ab9fa2a5d490dd54");
     /* Grid entries are distinct. */
     for (int i = 1; i < 256; i++) assert_true(iq2xxs_grid[i] != iq2xxs_grid[i - 1]);
+    /* The 2-bit code table the AVX-512 kernel uses is the same grid. */
+    for (int i = 0; i < 256; i++)
+        for (int j = 0; j < 8; j++) {
+            static const uint8_t val[4] = {8, 25, 43, 0};
+            const int c = (iq2xxs_grid_codes[i] >> (2 * j)) & 3;
+            assert_true(c < 3);
+            assert_int_equal(val[c], bytes[8 * i + j]);
+        }
     /* ksigns: low 7 bits = index, bit 7 makes the popcount even. */
     assert_int_equal(ksigns_iq2xs[0], 0);
     assert_int_equal(ksigns_iq2xs[1], 129);
