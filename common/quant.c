@@ -615,7 +615,7 @@ static int cpu_has(enum quant_isa isa) {
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi") &&
-               __builtin_cpu_supports("gfni");
+               __builtin_cpu_supports("avx512bitalg") && __builtin_cpu_supports("gfni");
     return isa == QISA_PORTABLE;
 #else
     return isa == QISA_PORTABLE;

@@ -1,5 +1,5 @@
-/* quant_avx512.c — AVX-512 (F/BW/VL/DQ + VNNI, and VBMI + GFNI for IQ2_XXS
- * via function target attributes) dot kernels; the Makefile builds this
+/* quant_avx512.c — AVX-512 (F/BW/VL/DQ + VNNI, and VBMI + BITALG + GFNI for
+ * IQ2_XXS via function target attributes) dot kernels; the Makefile builds this
  * file with the AVX-512 -m flags and quant.c only hands the table out when
  * cpuid says the CPU has all of them (Ice Lake, Zen 4 and later; older
  * AVX-512 parts use the AVX2 table).
@@ -205,42 +205,46 @@ static float dot_q4_K_avx512(const block_q4_K *w, const block_q8_K *x, int64_t n
     return sumf;
 }
 
-/* IQ2_XXS without per-weight table loads (needs AVX512-VBMI and GFNI; this
- * table is only offered on CPUs with both). Per super-block:
+/* IQ2_XXS without per-weight table loads (needs AVX512-VBMI, BITALG and
+ * GFNI; this table is only offered on CPUs with all three). Per super-block:
  *  - the 32 grid indices become word lanes and are looked up in
  *    iq2xxs_grid_codes (2 bits per weight, 512 bytes = eight registers)
  *    with four two-register word permutes and a blend on index bits 6-7;
  *  - the 32 sign indices (7 bits each, in the aux words) are cut out with
  *    one multishift and mapped through ksigns_iq2xs with one 128-entry byte
- *    permute; eight sign bytes are exactly the 64-bit mask of a pair of
- *    sub-blocks (bit 8g+j = weight j of group g negative);
- * then per pair of sub-blocks: broadcast each group's code to a qword,
- * multishift 2 bits to every byte, map codes to 8/25/43 with a GF(2)
- * affine transform, negate the activations under the sign mask, maddubs,
- * and vpdpwssd by 2·ls+1. */
-#define W4(a) a, a, a, a
-#define CIDX(sp) {W4(8 * (sp) + 0), W4(8 * (sp) + 1), W4(8 * (sp) + 2), W4(8 * (sp) + 3), \
-                  W4(8 * (sp) + 4), W4(8 * (sp) + 5), W4(8 * (sp) + 6), W4(8 * (sp) + 7)}
-static const int16_t k_iq2_code_idx[4][32] __attribute__((aligned(64))) = {CIDX(0), CIDX(1), CIDX(2), CIDX(3)};
+ *    permute;
+ * both land transposed (see the layout note below), so per pair of
+ * sub-blocks one multishift expands every group's code to its 8 bytes, a
+ * GF(2) affine map turns codes into 8/25/43, one bit-shuffle yields the
+ * 64-bit sign mask, the activations are negated under it, then maddubs and
+ * vpdpwssd by 2·ls+1. */
 #define SCIDX(sp) {Q4I(2 * (sp)), Q4I(2 * (sp) + 1)}
 static const int16_t k_iq2_scale_idx[4][32] __attribute__((aligned(64))) = {SCIDX(0), SCIDX(1), SCIDX(2), SCIDX(3)};
-/* Grid index byte of group i = 4b + l sits at qs byte 8b + l; it goes to
- * word lane i (odd bytes are zeroed by the mask). */
-#define GI(i) (8 * ((i) / 4) + (i) % 4), 0
-#define GI4(i) GI(i), GI(i + 1), GI(i + 2), GI(i + 3)
+/* Layout trick: word lane 4g+sp holds the code of group 8sp+g (g = 0..7,
+ * sp = pair 0..3), so qword g carries that group for every pair and one
+ * multishift per pair expands group 8sp+g straight into qword g, which is
+ * where its 8 activations sit. Group i = 4b+l has its grid index at qs
+ * byte 8b+l, with b = 2sp + g/4 and l = g%4; odd bytes are masked to 0. */
+#define GIX(g, sp) (8 * (2 * (sp) + (g) / 4) + (g) % 4), 0
+#define GIG(g) GIX(g, 0), GIX(g, 1), GIX(g, 2), GIX(g, 3)
 static const uint8_t k_iq2_gidx_sel[64] __attribute__((aligned(64))) = {
-    GI4(0), GI4(4), GI4(8), GI4(12), GI4(16), GI4(20), GI4(24), GI4(28),
+    GIG(0), GIG(1), GIG(2), GIG(3), GIG(4), GIG(5), GIG(6), GIG(7),
 };
-/* Sign byte of group 4b + l is byte l of qword b after the multishift. */
-#define SS(b) 8 * (b), 8 * (b) + 1, 8 * (b) + 2, 8 * (b) + 3
+/* Signs the same way: byte 8g+sp <- sign index of group 8sp+g, which the
+ * multishift below leaves at byte 8b+l (b = 2sp + g/4, l = g%4); bytes
+ * 8g+4..8g+7 are unused. */
+#define SGX(g, sp) (8 * (2 * (sp) + (g) / 4) + (g) % 4)
+#define SGG(g) SGX(g, 0), SGX(g, 1), SGX(g, 2), SGX(g, 3), 0, 0, 0, 0
 static const uint8_t k_iq2_sign_sel[64] __attribute__((aligned(64))) = {
-    SS(0), SS(1), SS(2), SS(3), SS(4), SS(5), SS(6), SS(7),
+    SGG(0), SGG(1), SGG(2), SGG(3), SGG(4), SGG(5), SGG(6), SGG(7),
 };
 
 typedef struct {
     __m512i t[8];           /* iq2xxs_grid_codes, 32 words each */
     __m512i ks0, ks1;       /* ksigns_iq2xs */
-    __m512i code_map, gsel, ssel, ctrl_codes, ctrl_signs, bit6, bit7, one64;
+    __m512i code_map, gsel, ssel, ctrl_signs, bit6, bit7, one64;
+    __m512i ctrl_codes[4];  /* per pair: byte j <- bits 16sp+2j.. */
+    __m512i ctrl_mask[4];   /* per pair: mask bit 8g+j <- bit 8sp+j of qword g */
 } iq2_consts;
 
 __attribute__((target("avx512vbmi,gfni"))) static inline void iq2_consts_init(iq2_consts *k) {
@@ -252,8 +256,11 @@ __attribute__((target("avx512vbmi,gfni"))) static inline void iq2_consts_init(iq
     k->code_map = _mm512_set1_epi64(0x0302000001020000LL);
     k->gsel = _mm512_load_si512(k_iq2_gidx_sel);
     k->ssel = _mm512_load_si512(k_iq2_sign_sel);
-    k->ctrl_codes = _mm512_set1_epi64(0x0e0c0a0806040200LL); /* byte j <- bits 2j.. */
-    k->ctrl_signs = _mm512_set1_epi64(0x352e2720LL);         /* byte l <- bits 32+7l.. */
+    k->ctrl_signs = _mm512_set1_epi64(0x352e2720LL); /* byte l <- bits 32+7l.. */
+    for (int sp = 0; sp < 4; sp++) {
+        k->ctrl_codes[sp] = _mm512_set1_epi64((long long)(0x0e0c0a0806040200ULL + 0x1010101010101010ULL * (uint64_t)sp));
+        k->ctrl_mask[sp] = _mm512_set1_epi64((long long)(0x0706050403020100ULL + 0x0808080808080808ULL * (uint64_t)sp));
+    }
     k->bit6 = _mm512_set1_epi16(0x40);
     k->bit7 = _mm512_set1_epi16(0x80);
     k->one64 = _mm512_set1_epi64(1);
@@ -261,10 +268,10 @@ __attribute__((target("avx512vbmi,gfni"))) static inline void iq2_consts_init(iq
 
 /* Integer part of one IQ2_XXS super-block: lanes sum to
  * Σ_b (2·ls_b+1)·Σ signed-grid·q8. */
-__attribute__((target("avx512vbmi,gfni"))) static inline __m512i iq2_xxs_int(const iq2_consts *k, const block_iq2_xxs *w,
-                                                                        const block_q8_K *x) {
+__attribute__((target("avx512vbmi,avx512bitalg,gfni"))) static inline __m512i
+iq2_xxs_int(const iq2_consts *k, const block_iq2_xxs *w, const block_q8_K *x) {
     const __m512i qs = _mm512_loadu_si512(w->qs);
-    /* 32 grid codes, one per word lane. */
+    /* 32 grid codes (see the layout note above). */
     const __m512i gi = _mm512_maskz_permutexvar_epi8(0x5555555555555555ULL, k->gsel, qs);
     const __mmask32 k6 = _mm512_test_epi16_mask(gi, k->bit6), k7 = _mm512_test_epi16_mask(gi, k->bit7);
     const __m512i c01 = _mm512_mask_mov_epi16(_mm512_permutex2var_epi16(k->t[0], gi, k->t[1]), k6,
@@ -272,32 +279,32 @@ __attribute__((target("avx512vbmi,gfni"))) static inline __m512i iq2_xxs_int(con
     const __m512i c23 = _mm512_mask_mov_epi16(_mm512_permutex2var_epi16(k->t[4], gi, k->t[5]), k6,
                                               _mm512_permutex2var_epi16(k->t[6], gi, k->t[7]));
     const __m512i codes = _mm512_mask_mov_epi16(c01, k7, c23);
-    /* 32 sign bytes; qword sp is the mask of sub-blocks 2sp, 2sp+1. Through
-     * memory: mask-register loads need no shuffle uops. */
+    /* 32 full sign bytes, transposed like the codes. */
     const __m512i s7 = _mm512_permutexvar_epi8(k->ssel, _mm512_multishift_epi64_epi8(k->ctrl_signs, qs));
-    uint64_t neg[4];
-    _mm256_storeu_si256((__m256i *)neg, _mm512_castsi512_si256(_mm512_permutex2var_epi8(k->ks0, s7, k->ks1)));
-    /* 2·ls + 1 per sub-block in both int16 halves of a dword, stored so
-     * each pair's scale vector is two broadcast loads and a blend. */
+    const __m512i sg = _mm512_permutex2var_epi8(k->ks0, s7, k->ks1);
+    /* 2·ls + 1 per sub-block as eight int16. */
     const __m512i ls = _mm512_or_si512(_mm512_slli_epi64(_mm512_srli_epi64(qs, 60), 1), k->one64);
     const __m512i sc16 = _mm512_zextsi128_si512(_mm512_cvtepi64_epi16(ls));
     const int8_t *q8 = x->qs;
     __m512i acc[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
 #pragma GCC unroll 4
     for (int sp = 0; sp < 4; sp++) {
-        const __m512i cq = _mm512_permutexvar_epi16(_mm512_load_si512(k_iq2_code_idx[sp]), codes);
         /* Each byte's low 2 bits are its code; one GF(2) affine map per
          * byte turns 0, 1, 2 into 8, 25, 43 (no shuffle port). */
-        const __m512i gv = _mm512_gf2p8affine_epi64_epi8(_mm512_multishift_epi64_epi8(k->ctrl_codes, cq), k->code_map, 8);
+        const __m512i gv = _mm512_gf2p8affine_epi64_epi8(_mm512_multishift_epi64_epi8(k->ctrl_codes[sp], codes),
+                                                         k->code_map, 8);
+        /* Sign mask straight from the sign bytes: bit 8g+j = bit j of the
+         * sign byte of group 8sp+g. */
+        const __mmask64 neg = _mm512_bitshuffle_epi64_mask(sg, k->ctrl_mask[sp]);
         const __m512i y = _mm512_loadu_si512(q8 + 64 * sp);
-        const __m512i ys = _mm512_mask_sub_epi8(y, (__mmask64)neg[sp], _mm512_setzero_si512(), y);
+        const __m512i ys = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
         const __m512i s = _mm512_permutexvar_epi16(_mm512_load_si512(k_iq2_scale_idx[sp]), sc16);
         acc[sp & 1] = _mm512_dpwssd_epi32(acc[sp & 1], _mm512_maddubs_epi16(gv, ys), s);
     }
     return _mm512_add_epi32(acc[0], acc[1]);
 }
 
-__attribute__((target("avx512vbmi,gfni")))
+__attribute__((target("avx512vbmi,avx512bitalg,gfni")))
 static float dot_iq2_xxs_avx512(const block_iq2_xxs *w, const block_q8_K *x, int64_t n) {
     iq2_consts k;
     iq2_consts_init(&k);
