@@ -1,12 +1,13 @@
 /* main_kbench.c — flashpool-kbench: how close the CPU matvec kernels get to
  * this machine's memory bandwidth.
  *
- * Measures the streaming read bandwidth (membw_measure), then for each
- * weight format and each available kernel ISA runs y = W·x over a weight
- * matrix far larger than the caches, split over --threads workers, and
- * reports GB/s of weights streamed, the share of the measured bandwidth,
- * rows/s, and whether the result matches the portable kernels (routed-
- * expert formats must match bit for bit; dense ones within rounding). */
+ * For each weight format and each available kernel ISA it runs y = W·x over
+ * a weight matrix far larger than the caches, split over --threads workers,
+ * interleaved with streaming reads of the same buffer, and reports GB/s of
+ * weights streamed, the share of the streaming bandwidth, rows/s, and
+ * whether the result matches the portable kernels (routed-expert formats
+ * must match bit for bit; dense ones within rounding). membw_measure's
+ * figure is printed alongside for reference. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -53,10 +54,12 @@ static void usage(FILE *f) {
             "  --csv            CSV instead of a table\n"
             "  --help           this text\n"
             "\n"
-            "Columns: GB/s of weight bytes streamed, %% of the measured bandwidth, rows/s,\n"
-            "and the comparison with the portable kernels on the same data (routed-expert\n"
-            "formats must be bit-identical; dense ones differ by float rounding only).\n"
-            "Exit status 1 if an expert format differs. Runs in about 30-60 s by default.\n");
+            "Columns: GB/s of weight bytes streamed by the best matvec, the best streaming\n"
+            "read of the same buffer measured between those matvecs (a shared host's memory\n"
+            "bandwidth drifts), their ratio (%%bw), rows/s, and the comparison with the\n"
+            "portable kernels on the same data (routed-expert formats must be bit-identical;\n"
+            "dense ones differ by float rounding only). Exit status 1 if an expert format\n"
+            "differs. The default run takes about 20-60 s.\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out) {
@@ -258,10 +261,17 @@ static void patch_weights(int type, uint8_t *w, size_t bytes) {
     }
 }
 
+/* Times `reps` matvecs, each right after a streaming read of the same
+ * buffer, so the share of bandwidth is taken against the bandwidth of the
+ * same moment (a shared host's memory bandwidth drifts by tens of %). */
 static int run_matvec(threadpool *tp, const quant_kernels *k, int type, const uint8_t *w, int64_t rows, int64_t cols,
-                      const void *xq, float *y, int reps, double *best) {
+                      const void *xq, float *y, int reps, double *best, double *best_stream) {
     *best = INFINITY;
+    *best_stream = 0;
+    const size_t bytes = (size_t)rows * qtype_row_bytes(type, cols);
     for (int r = 0; r < reps; r++) {
+        const double sbw = stream_bw(tp, w, bytes, 1);
+        if (sbw > *best_stream) *best_stream = sbw;
         const double t0 = now_s();
         if (matvec(tp, k, type, w, rows, cols, xq, y) != 0) return -1;
         const double dt = now_s() - t0;
@@ -303,18 +313,17 @@ int main(int argc, char **argv) {
         memcpy(w + i, &v, 8);
     }
 
-    /* The roofline: the larger of the two streaming measurements. */
-    const double bw_stream = stream_bw(tp, w, wbytes, 5);
-    const double bw = bw_stream > bw_membw ? bw_stream : bw_membw;
-    if (o.csv) printf("format,isa,threads,rows,cols,weight_mb,best_ms,gb_s,pct_bw,rows_per_s,vs_portable\n");
-    else {
-        printf("memory read bandwidth, %d threads: %.2f GB/s streaming the %ld MB weight buffer (best of 5), "
-               "%.2f GB/s membw (%ld MB, best of 3); %%bw below is against %.2f GB/s\n",
-               o.threads, bw_stream / 1e9, o.size_mb, bw_membw / 1e9, o.bw_mb, bw / 1e9);
-        printf("%-8s %-8s %3s %9s %6s %9s %9s %8s %6s %12s  %s\n", "format", "isa", "thr", "rows", "cols", "weight_MB",
-               "best_ms", "GB/s", "%bw", "rows/s", "vs portable");
-    }
-
+    if (o.csv) printf("format,isa,threads,rows,cols,weight_mb,best_ms,gb_s,stream_gb_s,pct_bw,rows_per_s,vs_portable\n");
+    /* Rows are printed at the end, after the bandwidth range is known. */
+    typedef struct {
+        const char *format, *isa;
+        int64_t rows;
+        double mb, best_s, gbs, stream;
+        char cmp[64];
+    } kb_row;
+    kb_row res[N_FORMATS * QISA_COUNT];
+    int nres = 0;
+    double bw_lo = INFINITY, bw_hi = 0;
     int status = 0;
     for (int f = 0; f < N_FORMATS; f++) {
         if (!(o.format_mask & (1 << f))) continue;
@@ -338,63 +347,77 @@ int main(int argc, char **argv) {
         matvec_quantize_act(type, x, o.cols, xq);
         /* The portable result on the same data, for the comparison column. */
         const quant_kernels *pk = quant_kernels_for(QISA_PORTABLE);
-        double pbest = 0;
+        double pbest = 0, pstream = 0;
         int have_ref = 0;
         for (int isa = 0; isa < QISA_COUNT; isa++) {
             if (!(o.isa_mask & (1 << isa))) continue;
             const quant_kernels *k = quant_kernels_for((enum quant_isa)isa);
             if (!k) {
-                if (!o.csv) printf("%-8s %-8s (not available on this CPU/build)\n", k_formats[f].name, quant_isa_name((enum quant_isa)isa));
+                fprintf(stderr, "flashpool-kbench: %s kernels not available on this CPU/build; skipped\n",
+                        quant_isa_name((enum quant_isa)isa));
                 continue;
             }
             if (!have_ref) {
                 /* Computed once; timed too when portable is on the list. */
-                run_matvec(tp, pk, type, w, rows, o.cols, xq, yref, isa == QISA_PORTABLE ? (o.reps < 2 ? o.reps : 2) : 1, &pbest);
+                run_matvec(tp, pk, type, w, rows, o.cols, xq, yref, isa == QISA_PORTABLE ? (o.reps < 2 ? o.reps : 2) : 1, &pbest,
+                           &pstream);
                 have_ref = 1;
             }
-            double best;
+            kb_row *r = &res[nres++];
+            r->format = k_formats[f].name;
+            r->isa = k->name;
+            r->rows = rows;
+            r->mb = (double)rows * (double)rb / 1048576.0;
             if (isa == QISA_PORTABLE) {
-                best = pbest;
+                r->best_s = pbest;
+                r->stream = pstream;
                 memcpy(y, yref, (size_t)rows * sizeof *y);
-            } else if (run_matvec(tp, k, type, w, rows, o.cols, xq, y, o.reps, &best) != 0) {
+            } else if (run_matvec(tp, k, type, w, rows, o.cols, xq, y, o.reps, &r->best_s, &r->stream) != 0) {
                 fprintf(stderr, "flashpool-kbench: matvec failed for %s\n", k_formats[f].name);
                 return 1;
             }
-            char cmp[64];
+            r->gbs = (double)rows * (double)rb / r->best_s / 1e9;
+            bw_lo = fmin(bw_lo, r->stream);
+            bw_hi = fmax(bw_hi, r->stream);
             if (k_formats[f].expert) {
                 const int same = memcmp(y, yref, (size_t)rows * sizeof *y) == 0;
-                snprintf(cmp, sizeof cmp, "%s", same ? "identical" : "DIFFERENT");
+                snprintf(r->cmp, sizeof r->cmp, "%s", same ? "identical" : "DIFFERENT");
                 if (!same) status = 1;
             } else {
                 /* Relative to the largest output: single rows can cancel to
                  * near zero, where any reordering looks large. */
                 double maxd = 0, maxy = 0;
-                for (int64_t r = 0; r < rows; r++) {
-                    maxd = fmax(maxd, fabs((double)y[r] - yref[r]));
-                    maxy = fmax(maxy, fabs((double)yref[r]));
+                for (int64_t i = 0; i < rows; i++) {
+                    maxd = fmax(maxd, fabs((double)y[i] - yref[i]));
+                    maxy = fmax(maxy, fabs((double)yref[i]));
                 }
-                snprintf(cmp, sizeof cmp, "max|diff|/max|y| %.1e", maxy > 0 ? maxd / maxy : maxd);
+                snprintf(r->cmp, sizeof r->cmp, "max|diff|/max|y| %.1e", maxy > 0 ? maxd / maxy : maxd);
             }
-            const double gbs = (double)rows * (double)rb / best / 1e9;
-            if (o.csv)
-                printf("%s,%s,%d,%lld,%ld,%.1f,%.3f,%.3f,%.1f,%.0f,%s\n", k_formats[f].name, k->name, o.threads,
-                       (long long)rows, o.cols, (double)rows * (double)rb / 1048576.0, best * 1e3, gbs, 100.0 * gbs * 1e9 / bw,
-                       (double)rows / best, cmp);
-            else
-                printf("%-8s %-8s %3d %9lld %6ld %9.1f %9.2f %8.2f %5.1f%% %12.0f  %s\n", k_formats[f].name, k->name, o.threads,
-                       (long long)rows, o.cols, (double)rows * (double)rb / 1048576.0, best * 1e3, gbs, 100.0 * gbs * 1e9 / bw,
-                       (double)rows / best, cmp);
-            fflush(stdout);
         }
         free(x);
         free(xq);
         free(y);
         free(yref);
     }
-    if (o.csv) {
-        printf("stream,,%d,,,%ld,,%.3f,%.1f,,\n", o.threads, o.size_mb, bw_stream / 1e9, 100.0 * bw_stream / bw);
-        printf("membw,,%d,,,%ld,,%.3f,%.1f,,\n", o.threads, o.bw_mb, bw_membw / 1e9, 100.0 * bw_membw / bw);
+    if (!o.csv) {
+        printf("memory read bandwidth, %d threads: streaming the %ld MB weight buffer %.2f-%.2f GB/s over the run "
+               "(%%bw uses the best of the reads interleaved with that row's timings); membw %.2f GB/s\n",
+               o.threads, o.size_mb, (nres ? bw_lo : 0) / 1e9, bw_hi / 1e9, bw_membw / 1e9);
+        printf("%-8s %-8s %3s %9s %6s %9s %9s %8s %8s %6s %12s  %s\n", "format", "isa", "thr", "rows", "cols", "weight_MB",
+               "best_ms", "GB/s", "strm_GB/s", "%bw", "rows/s", "vs portable");
     }
+    for (int i = 0; i < nres; i++) {
+        const kb_row *r = &res[i];
+        const double pct = r->stream > 0 ? 100.0 * r->gbs * 1e9 / r->stream : 0;
+        if (o.csv)
+            printf("%s,%s,%d,%lld,%ld,%.1f,%.3f,%.3f,%.3f,%.1f,%.0f,%s\n", r->format, r->isa, o.threads, (long long)r->rows,
+                   o.cols, r->mb, r->best_s * 1e3, r->gbs, r->stream / 1e9, pct, (double)r->rows / r->best_s, r->cmp);
+        else
+            printf("%-8s %-8s %3d %9lld %6ld %9.1f %9.2f %8.2f %8.2f %5.1f%% %12.0f  %s\n", r->format, r->isa, o.threads,
+                   (long long)r->rows, o.cols, r->mb, r->best_s * 1e3, r->gbs, r->stream / 1e9, pct,
+                   (double)r->rows / r->best_s, r->cmp);
+    }
+    if (o.csv) printf("membw,,%d,,,%ld,,,%.3f,,,\n", o.threads, o.bw_mb, bw_membw / 1e9);
     munmap(w, wbytes);
     threadpool_close(tp);
     if (status) fprintf(stderr, "flashpool-kbench: some SIMD results differ from portable (see vs portable column)\n");
