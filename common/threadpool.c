@@ -19,9 +19,13 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* How long an idle side spins before blocking. Long enough to bridge the
- * gap between consecutive matvecs, short enough not to hog a shared core. */
-#define SPIN_NS 200000L
+/* How long an idle worker spins before blocking: long enough to bridge the
+ * gap between consecutive matvecs, short enough not to hog a shared core.
+ * The caller, blocked in run() anyway, spins longer: waking a sleeping
+ * thread takes a few hundred microseconds on a virtual machine, and a
+ * second sleep/wake on the caller's side would double that. */
+#define WORKER_SPIN_NS 200000L
+#define CALLER_SPIN_NS 2000000L
 
 struct threadpool {
     int n;
@@ -52,7 +56,7 @@ static int spin_gen_changed(atomic_uint *v, unsigned seen) {
     for (unsigned it = 1;; it++) {
         if (atomic_load_explicit(v, memory_order_acquire) != seen) return 1;
         cpu_relax();
-        if ((it & 255) == 0 && now_ns() - t0 > SPIN_NS) return 0;
+        if ((it & 255) == 0 && now_ns() - t0 > WORKER_SPIN_NS) return 0;
     }
 }
 
@@ -61,7 +65,7 @@ static int spin_zero(atomic_int *v) {
     for (unsigned it = 1;; it++) {
         if (atomic_load_explicit(v, memory_order_acquire) == 0) return 1;
         cpu_relax();
-        if ((it & 255) == 0 && now_ns() - t0 > SPIN_NS) return 0;
+        if ((it & 255) == 0 && now_ns() - t0 > CALLER_SPIN_NS) return 0;
     }
 }
 
@@ -147,7 +151,7 @@ void threadpool_close(threadpool *tp) {
 int threadpool_size(const threadpool *tp) { return tp ? tp->n : 1; }
 
 void threadpool_run(threadpool *tp, threadpool_fn fn, void *ctx) {
-    if (tp->n == 1) {
+    if (!tp || tp->n == 1) { /* no pool: the caller is the only worker */
         fn(ctx, 0, 1);
         return;
     }
