@@ -8,6 +8,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -19,12 +20,16 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* How long an idle worker spins before blocking: long enough to bridge the
- * gap between consecutive matvecs, short enough not to hog a shared core.
- * The caller, blocked in run() anyway, spins longer: waking a sleeping
- * thread takes a few hundred microseconds on a virtual machine, and a
- * second sleep/wake on the caller's side would double that. */
-#define WORKER_SPIN_NS 200000L
+/* How long an idle side waits actively before blocking on the condition
+ * variable. Waking a sleeping thread costs a few hundred microseconds on a
+ * virtual machine (measured ~430 us here), about as much as a whole small
+ * matvec, so workers stay awake across the gaps of a decode step (dense
+ * matvecs, a network round trip to the expert nodes). After a short pure
+ * spin they yield on every check, so a spinning worker costs little when
+ * other threads or processes want the core. The caller is blocked in run()
+ * anyway and waits longer before sleeping. */
+#define PURE_SPIN_NS 20000L
+#define WORKER_SPIN_NS 1000000L
 #define CALLER_SPIN_NS 2000000L
 
 struct threadpool {
@@ -50,22 +55,35 @@ static long now_ns(void) {
     return ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* Bounded spins: true when the awaited change happened within SPIN_NS. */
+/* One step of a bounded wait started at t0; returns 0 once `limit` ns
+ * have passed. Pure pause-spin at first, then yield the core each time. */
+static int wait_step(unsigned it, long t0, long limit) {
+    if (it < 64) {
+        cpu_relax();
+        return 1;
+    }
+    const long dt = now_ns() - t0;
+    if (dt > limit) return 0;
+    if (dt > PURE_SPIN_NS) sched_yield();
+    else
+        for (int i = 0; i < 4; i++) cpu_relax();
+    return 1;
+}
+
+/* Bounded waits: true when the awaited change happened in time. */
 static int spin_gen_changed(atomic_uint *v, unsigned seen) {
     const long t0 = now_ns();
-    for (unsigned it = 1;; it++) {
+    for (unsigned it = 0;; it++) {
         if (atomic_load_explicit(v, memory_order_acquire) != seen) return 1;
-        cpu_relax();
-        if ((it & 255) == 0 && now_ns() - t0 > WORKER_SPIN_NS) return 0;
+        if (!wait_step(it, t0, WORKER_SPIN_NS)) return 0;
     }
 }
 
 static int spin_zero(atomic_int *v) {
     const long t0 = now_ns();
-    for (unsigned it = 1;; it++) {
+    for (unsigned it = 0;; it++) {
         if (atomic_load_explicit(v, memory_order_acquire) == 0) return 1;
-        cpu_relax();
-        if ((it & 255) == 0 && now_ns() - t0 > CALLER_SPIN_NS) return 0;
+        if (!wait_step(it, t0, CALLER_SPIN_NS)) return 0;
     }
 }
 
