@@ -259,7 +259,7 @@ static void fit_scale_min(const float *x, int n, int nmax, float *scale, float *
             int changed = it == 0;
             for (int i = 0; i < n; i++) {
                 const uint8_t qi = (uint8_t)rne_clamp((x[i] - off) * is, 0, nmax);
-                changed |= qi != q[i];
+                if (it == 0 || qi != q[i]) changed = 1; /* q[] is unset before the first pass */
                 q[i] = qi;
                 const float e = s * (float)qi + off - x[i];
                 err += e * e;
