@@ -492,7 +492,7 @@ static int submit_layer(pool *p, int layer, int n_tokens, const block_q8_K *xq, 
         if (e < 0 || e >= p->n_expert) return pool_fail(err, errlen, "layer %d: expert id %d out of range", layer, e);
         if (p->group_of[e] < 0) {
             p->group_of[e] = p->n_g;
-            p->g[p->n_g] = (xgroup){.expert = e, .slot = -1, .node = -1};
+            p->g[p->n_g] = (xgroup){.expert = e, .slot = -1, .node = -1, .req = -1};
             p->n_g++;
         }
         p->g[p->group_of[e]].count++;
@@ -507,6 +507,7 @@ static int submit_layer(pool *p, int layer, int n_tokens, const block_q8_K *xq, 
         p->gitems[g->first + g->count++] = i;
     }
 
+    if (p->n_nodes > 0) pool_remote_begin_layer(p);
     /* Route each expert: cache hit -> here; else a live node holding it;
      * else the coordinator's disk. */
     for (int q = 0; q < p->n_g; q++) {

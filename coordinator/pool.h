@@ -41,6 +41,13 @@ typedef struct pool_opts {
     int force_pread;            /* do not try io_uring */
     double deadline_floor_ms;   /* minimum dispatch deadline; 0 = default (1000) */
     double probe_interval_s;    /* how often a down node is retried; 0 = default (2) */
+    /* Node links: CurveZMQ with the coordinator's key pair (Z85) and each
+     * node's server_key from the cluster, unless plain = 1 (trusted
+     * networks and tests only: no authentication, no encryption). */
+    int plain;
+    const char *curve_public, *curve_secret;
+    int with_crc;               /* CRC32C on DISPATCH payloads */
+    double connect_timeout_s;   /* HELLO + initial expert load; 0 = default (600) */
     pool_log_fn log;            /* warnings (slow link, node down/up); NULL = silent */
     void *log_ud;
 } pool_opts;

@@ -32,6 +32,7 @@ int pool_cli_option(pool_cli *c, int opt, const char *arg, char *err, size_t err
     case POOL_OPT_TRACE: c->trace_routing = arg; return 1;
     case POOL_OPT_STATS: c->stats = 1; return 1;
     case POOL_OPT_PREAD: c->force_pread = 1; return 1;
+    case POOL_OPT_PLAIN: c->plain = 1; return 1;
     case POOL_OPT_REPLICAS:
         if (parse_num(arg, 1, PLACEMENT_MAX_REPLICAS, &v) || v != (int)v)
             return snprintf(err, errlen, "--replicas wants an integer 1..%d", PLACEMENT_MAX_REPLICAS), -1;
@@ -65,6 +66,7 @@ void pool_cli_usage(FILE *f) {
         "                          this streams the other experts from disk (RSS ~ dense + N)\n"
         "      --cache-policy P    lfu (default, LFU with aging) or lru\n"
         "      --node-deadline-ms N  minimum time a node gets before failover (default 1000)\n"
+        "      --plain             node links without CurveZMQ (trusted networks and tests only)\n"
         "      --no-io-uring       read experts with pread\n"
         "      --trace-routing F   record every position's experts and weights (JSONL)\n"
         "      --pool-stats        print pool statistics at exit\n");
@@ -110,6 +112,7 @@ int pool_cli_apply(const pool_cli *c, fp_engine *e, FILE *log, pool_setup *s, ch
         o.cache_policy = c->cache_policy;
         o.force_pread = c->force_pread;
         o.deadline_floor_ms = c->deadline_ms;
+        o.plain = c->plain;
         o.log = log ? log_line : NULL;
         o.log_ud = log;
         engine *core = engine_core(e);

@@ -17,7 +17,7 @@
 enum {
     POOL_OPT_NODE = POOL_CLI_OPT_BASE, POOL_OPT_CLUSTER, POOL_OPT_PLACEMENT, POOL_OPT_REPLICAS,
     POOL_OPT_SAVE_PLACEMENT, POOL_OPT_CACHE_MB, POOL_OPT_CACHE_POLICY, POOL_OPT_TRACE, POOL_OPT_STATS,
-    POOL_OPT_DEADLINE, POOL_OPT_PREAD,
+    POOL_OPT_DEADLINE, POOL_OPT_PREAD, POOL_OPT_PLAIN,
 };
 
 /* Splice into a struct option array. */
@@ -32,14 +32,15 @@ enum {
     {"trace-routing", required_argument, 0, POOL_OPT_TRACE},                               \
     {"pool-stats", no_argument, 0, POOL_OPT_STATS},                                        \
     {"node-deadline-ms", required_argument, 0, POOL_OPT_DEADLINE},                         \
-    {"no-io-uring", no_argument, 0, POOL_OPT_PREAD}
+    {"no-io-uring", no_argument, 0, POOL_OPT_PREAD},                                       \
+    {"plain", no_argument, 0, POOL_OPT_PLAIN}
 
 typedef struct pool_cli {
     const char *nodes[PLACEMENT_MAX_NODES];
     int n_nodes;
     const char *cluster_file, *placement, *save_placement, *trace_routing;
     double cache_mb;            /* < 0: not given */
-    int cache_policy, replicas, stats, force_pread;
+    int cache_policy, replicas, stats, force_pread, plain;
     double deadline_ms;
 } pool_cli;
 

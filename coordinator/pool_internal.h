@@ -19,6 +19,7 @@ typedef struct xgroup {
     int first, count;           /* its items: gitems[first .. first+count) (original indices) */
     int route;                  /* ROUTE_LOCAL / ROUTE_REMOTE */
     int node;                   /* remote: node asked now */
+    int req;                    /* remote: index of its request in this layer, -1 = not sent yet */
     uint32_t tried;             /* remote: bit r = replica r of the placement already tried */
     int lstate;                 /* local: L_* */
     const void *buf;            /* local: the expert's slabs back to back */
@@ -75,6 +76,8 @@ void pool_bg_fill(pool *p, int layer, int expert);
 /* Remote lane (pool_remote.c). */
 int pool_remote_open(pool *p, char *err, size_t errlen);
 void pool_remote_close(pool *p);
+/* Start of a layer: service links (probe down nodes, finish rejoins). */
+void pool_remote_begin_layer(pool *p);
 /* Choose a live node holding g->expert that g has not tried; 0 and g routed
  * remote, or -1 (none). */
 int pool_remote_pick(pool *p, xgroup *g);

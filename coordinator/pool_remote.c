@@ -8,6 +8,7 @@ int pool_remote_open(pool *p, char *err, size_t errlen) {
     return pool_fail(err, errlen, "expert nodes are not supported by this build yet (no node protocol)");
 }
 void pool_remote_close(pool *p) { (void)p; }
+void pool_remote_begin_layer(pool *p) { (void)p; }
 int pool_remote_pick(pool *p, xgroup *g) {
     (void)p;
     (void)g;
