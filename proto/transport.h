@@ -61,6 +61,13 @@ typedef struct transport_opts {
      * of gathering them into one part; the receiver then joins the parts
      * (one copy). Default 0: one gathered part, received zero-copy. */
     int zmq_multipart;
+    /* ZeroMQ context (void * from zmq_ctx_new) shared by both ends of an
+     * inproc:// link, which requires one; NULL = the transport makes its
+     * own (tcp://, ipc://). Not owned. */
+    void *zmq_ctx;
+    /* ms a closing transport keeps trying to deliver queued messages
+     * (ZMQ_LINGER); 0 = default 200, < 0 = drop at once. */
+    int linger_ms;
     /* ZeroMQ transport heartbeat (ZMTP PING): interval and timeout in ms;
      * 0 = defaults (1000 / 5000); < 0 disables. */
     int heartbeat_ivl_ms, heartbeat_timeout_ms;
