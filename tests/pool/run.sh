@@ -60,7 +60,7 @@ node_start() {
   local name=$1 ep=$2 ns=${3:-}
   local pre=()
   [ -n "$ns" ] && pre=(ip netns exec "$ns")
-  "${pre[@]}" "$NODE" -m "$M" --listen "$ep" --threads 1 --plain >> "$OUT/node-$name.log" 2>&1 &
+  "${pre[@]}" "$NODE" -m "$M" --listen "$ep" --threads 1 >> "$OUT/node-$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   printf -v "PID_$name" %s "$pid"
