@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 void pool_cli_init(pool_cli *c) {
     memset(c, 0, sizeof(*c));
@@ -33,6 +34,15 @@ int pool_cli_option(pool_cli *c, int opt, const char *arg, char *err, size_t err
     case POOL_OPT_STATS: c->stats = 1; return 1;
     case POOL_OPT_PREAD: c->force_pread = 1; return 1;
     case POOL_OPT_PLAIN: c->plain = 1; return 1;
+    case POOL_OPT_CURVE_SECRET:
+        if (strlen(arg) != 40) return snprintf(err, errlen, "--curve-secret wants a 40-character Z85 secret key"), -1;
+        c->curve_secret = arg;
+        return 1;
+    case POOL_OPT_NODE_KEY:
+        if (strlen(arg) != 40) return snprintf(err, errlen, "--node-key wants a 40-character Z85 public key"), -1;
+        if (c->n_node_keys >= PLACEMENT_MAX_NODES) return snprintf(err, errlen, "too many --node-key"), -1;
+        c->node_keys[c->n_node_keys++] = arg;
+        return 1;
     case POOL_OPT_REPLICAS:
         if (parse_num(arg, 1, PLACEMENT_MAX_REPLICAS, &v) || v != (int)v)
             return snprintf(err, errlen, "--replicas wants an integer 1..%d", PLACEMENT_MAX_REPLICAS), -1;
@@ -66,6 +76,10 @@ void pool_cli_usage(FILE *f) {
         "                          this streams the other experts from disk (RSS ~ dense + N)\n"
         "      --cache-policy P    lfu (default, LFU with aging) or lru\n"
         "      --node-deadline-ms N  minimum time a node gets before failover (default 1000)\n"
+        "      --curve-secret KEY  CurveZMQ: this coordinator's secret key (Z85); node links are\n"
+        "                          authenticated and encrypted (the default; nodes must allow our key)\n"
+        "      --node-key KEY      CurveZMQ: public key of the matching --node, in order (or\n"
+        "                          server_key in the cluster file)\n"
         "      --plain             node links without CurveZMQ (trusted networks and tests only)\n"
         "      --no-io-uring       read experts with pread\n"
         "      --trace-routing F   record every position's experts and weights (JSONL)\n"
@@ -84,11 +98,19 @@ int pool_cli_apply(const pool_cli *c, fp_engine *e, FILE *log, pool_setup *s, ch
         if (!(s->cl = cluster_load(c->cluster_file, sub, sizeof sub))) return snprintf(err, errlen, "%s", sub), -1;
     } else if (c->n_nodes) {
         if (!(s->cl = cluster_new())) return snprintf(err, errlen, "out of memory"), -1;
+        if (c->n_node_keys && c->n_node_keys != c->n_nodes)
+            return snprintf(err, errlen, "%d --node-key for %d --node: give one key per node, in the same order",
+                            c->n_node_keys, c->n_nodes), -1;
         for (int i = 0; i < c->n_nodes; i++)
-            if (cluster_add(s->cl, NULL, c->nodes[i], 0, NULL, sub, sizeof sub))
+            if (cluster_add(s->cl, NULL, c->nodes[i], 0, c->n_node_keys ? c->node_keys[i] : NULL, sub, sizeof sub))
                 return snprintf(err, errlen, "--node %s: %s", c->nodes[i], sub), -1;
     }
     const int nn = s->cl ? s->cl->n_nodes : 0;
+    if (c->n_node_keys && c->cluster_file)
+        return snprintf(err, errlen, "with --cluster, give node keys as server_key in the file, not --node-key"), -1;
+    if (c->curve_secret && c->plain) return snprintf(err, errlen, "--plain and --curve-secret contradict each other"), -1;
+    if (c->curve_secret && zmq_curve_public(s->curve_public, c->curve_secret) != 0)
+        return snprintf(err, errlen, "--curve-secret is not a valid Z85 CurveZMQ secret key"), -1;
     if (!nn && (c->placement || c->save_placement))
         return snprintf(err, errlen, "--placement/--save-placement need expert nodes (--node or --cluster)"), -1;
     if (nn) {
@@ -113,6 +135,10 @@ int pool_cli_apply(const pool_cli *c, fp_engine *e, FILE *log, pool_setup *s, ch
         o.force_pread = c->force_pread;
         o.deadline_floor_ms = c->deadline_ms;
         o.plain = c->plain;
+        if (c->curve_secret) {
+            o.curve_secret = c->curve_secret;
+            o.curve_public = s->curve_public;
+        }
         o.log = log ? log_line : NULL;
         o.log_ud = log;
         engine *core = engine_core(e);

@@ -17,7 +17,7 @@
 enum {
     POOL_OPT_NODE = POOL_CLI_OPT_BASE, POOL_OPT_CLUSTER, POOL_OPT_PLACEMENT, POOL_OPT_REPLICAS,
     POOL_OPT_SAVE_PLACEMENT, POOL_OPT_CACHE_MB, POOL_OPT_CACHE_POLICY, POOL_OPT_TRACE, POOL_OPT_STATS,
-    POOL_OPT_DEADLINE, POOL_OPT_PREAD, POOL_OPT_PLAIN,
+    POOL_OPT_DEADLINE, POOL_OPT_PREAD, POOL_OPT_PLAIN, POOL_OPT_CURVE_SECRET, POOL_OPT_NODE_KEY,
 };
 
 /* Splice into a struct option array. */
@@ -33,11 +33,16 @@ enum {
     {"pool-stats", no_argument, 0, POOL_OPT_STATS},                                        \
     {"node-deadline-ms", required_argument, 0, POOL_OPT_DEADLINE},                         \
     {"no-io-uring", no_argument, 0, POOL_OPT_PREAD},                                       \
-    {"plain", no_argument, 0, POOL_OPT_PLAIN}
+    {"plain", no_argument, 0, POOL_OPT_PLAIN},                                             \
+    {"curve-secret", required_argument, 0, POOL_OPT_CURVE_SECRET},                         \
+    {"node-key", required_argument, 0, POOL_OPT_NODE_KEY}
 
 typedef struct pool_cli {
     const char *nodes[PLACEMENT_MAX_NODES];
     int n_nodes;
+    const char *node_keys[PLACEMENT_MAX_NODES];   /* --node-key, in --node order */
+    int n_node_keys;
+    const char *curve_secret;
     const char *cluster_file, *placement, *save_placement, *trace_routing;
     double cache_mb;            /* < 0: not given */
     int cache_policy, replicas, stats, force_pread, plain;
@@ -50,6 +55,7 @@ typedef struct pool_setup {
     placement *pl;
     pool *p;                    /* NULL: the engine keeps its local executor */
     routing_trace_writer *tw;   /* NULL: no --trace-routing */
+    char curve_public[41];      /* derived from --curve-secret */
     fwd_observer trace_obs;
     int print_stats;
 } pool_setup;

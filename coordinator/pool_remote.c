@@ -246,13 +246,15 @@ static void service_nodes(pool *p) {
 
 int pool_remote_open(pool *p, char *err, size_t errlen) {
     if (!p->o.plain && (!p->o.curve_public || !p->o.curve_secret))
-        return pool_fail(err, errlen, "node links are encrypted with CurveZMQ: give the coordinator's key pair and "
-                                      "each node's server_key (cluster file), or --plain on a trusted network");
+        return pool_fail(err, errlen, "node links are encrypted with CurveZMQ: give this coordinator's key "
+                                      "(--curve-secret) and each node's public key (--node-key, or server_key in "
+                                      "the cluster file), or --plain on a trusted network");
     if (!p->o.plain)
         for (int n = 0; n < p->n_nodes; n++)
             if (!p->o.cl->nodes[n].server_key[0])
-                return pool_fail(err, errlen, "node %s has no server_key in the cluster file (needed for CurveZMQ; "
-                                              "or use --plain on a trusted network)", node_name(p, n));
+                return pool_fail(err, errlen, "node %s has no public key (--node-key or server_key in the cluster "
+                                              "file; needed for CurveZMQ; or use --plain on a trusted network)",
+                                 node_name(p, n));
     if (p->o.connect_timeout_s <= 0) p->o.connect_timeout_s = 600;
     pool_remote *r = calloc(1, sizeof(*r));
     if (!r) return pool_fail(err, errlen, "out of memory");
