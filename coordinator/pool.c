@@ -520,6 +520,9 @@ static int submit_layer(pool *p, int layer, int n_tokens, const block_q8_K *xq, 
             p->st.items_remote += (uint64_t)g->count;
             continue;
         }
+        /* Placed on nodes that are all down: that is a fallback too. */
+        if (st != CACHE_READY && p->n_nodes > 0 && placement_count(p->o.pl, layer, g->expert) > 0)
+            p->st.fallback_items += (uint64_t)g->count;
         plan_local(p, g, 0, st, buf);
     }
     if (p->n_nodes > 0 && pool_remote_send(p, err, errlen)) return -1;

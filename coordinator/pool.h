@@ -65,7 +65,8 @@ typedef struct pool_node_stats {
 typedef struct pool_stats {
     uint64_t layers, items;
     uint64_t items_cached, items_disk, items_remote;
-    uint64_t fallback_items;        /* items recomputed here or on a replica after a node failed */
+    uint64_t fallback_items;        /* items that did not run where the placement put them first:
+                                     * their node failed or was down (replica or local instead) */
     uint64_t redispatches;          /* dispatches re-sent to a replica */
     uint64_t disk_reads, disk_bytes;
     double wait_s;                  /* time spent inside wait() */
