@@ -56,6 +56,9 @@ int pool_cli_option(pool_cli *c, int opt, const char *arg, char *err, size_t err
         if ((c->cache_policy = expert_cache_parse_policy(arg)) < 0)
             return snprintf(err, errlen, "--cache-policy is lfu or lru (got '%s')", arg), -1;
         return 1;
+    case POOL_OPT_RETRY:
+        if (parse_num(arg, 10, 3.6e6, &c->retry_ms)) return snprintf(err, errlen, "--node-retry-ms wants milliseconds >= 10"), -1;
+        return 1;
     case POOL_OPT_DEADLINE:
         if (parse_num(arg, 1, 3.6e6, &c->deadline_ms)) return snprintf(err, errlen, "--node-deadline-ms wants milliseconds >= 1"), -1;
         return 1;
@@ -80,6 +83,7 @@ void pool_cli_usage(FILE *f) {
         "                          authenticated and encrypted (the default; nodes must allow our key)\n"
         "      --node-key KEY      CurveZMQ: public key of the matching --node, in order (or\n"
         "                          server_key in the cluster file)\n"
+        "      --node-retry-ms N   how often a down node is probed to rejoin (default 2000)\n"
         "      --plain             node links without CurveZMQ (trusted networks and tests only)\n"
         "      --no-io-uring       read experts with pread\n"
         "      --trace-routing F   record every position's experts and weights (JSONL)\n"
@@ -135,6 +139,7 @@ int pool_cli_apply(const pool_cli *c, fp_engine *e, FILE *log, pool_setup *s, ch
         o.force_pread = c->force_pread;
         o.deadline_floor_ms = c->deadline_ms;
         o.plain = c->plain;
+        o.probe_interval_s = c->retry_ms * 1e-3;
         if (c->curve_secret) {
             o.curve_secret = c->curve_secret;
             o.curve_public = s->curve_public;

@@ -18,6 +18,7 @@ enum {
     POOL_OPT_NODE = POOL_CLI_OPT_BASE, POOL_OPT_CLUSTER, POOL_OPT_PLACEMENT, POOL_OPT_REPLICAS,
     POOL_OPT_SAVE_PLACEMENT, POOL_OPT_CACHE_MB, POOL_OPT_CACHE_POLICY, POOL_OPT_TRACE, POOL_OPT_STATS,
     POOL_OPT_DEADLINE, POOL_OPT_PREAD, POOL_OPT_PLAIN, POOL_OPT_CURVE_SECRET, POOL_OPT_NODE_KEY,
+    POOL_OPT_RETRY,
 };
 
 /* Splice into a struct option array. */
@@ -35,7 +36,8 @@ enum {
     {"no-io-uring", no_argument, 0, POOL_OPT_PREAD},                                       \
     {"plain", no_argument, 0, POOL_OPT_PLAIN},                                             \
     {"curve-secret", required_argument, 0, POOL_OPT_CURVE_SECRET},                         \
-    {"node-key", required_argument, 0, POOL_OPT_NODE_KEY}
+    {"node-key", required_argument, 0, POOL_OPT_NODE_KEY},                                 \
+    {"node-retry-ms", required_argument, 0, POOL_OPT_RETRY}
 
 typedef struct pool_cli {
     const char *nodes[PLACEMENT_MAX_NODES];
@@ -46,7 +48,7 @@ typedef struct pool_cli {
     const char *cluster_file, *placement, *save_placement, *trace_routing;
     double cache_mb;            /* < 0: not given */
     int cache_policy, replicas, stats, force_pread, plain;
-    double deadline_ms;
+    double deadline_ms, retry_ms;
 } pool_cli;
 
 /* Everything pool_cli_apply built; pool_cli_close frees it. */

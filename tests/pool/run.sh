@@ -138,7 +138,8 @@ EOF
   fell_back "$O.kill.log" || bad "node kill: no fallback happened (killed too late?)" "$O.kill.log"
   # With replicas: killed node's work goes to the other holder; the node comes
   # back during the run and rejoins.
-  coord "$O.rep.log" "$O.rep.f32" --plain --node "$E1" --node "$E3" --replicas 2 --decode --node-deadline-ms 300 &
+  coord "$O.rep.log" "$O.rep.f32" --plain --node "$E1" --node "$E3" --replicas 2 --decode --node-deadline-ms 300 \
+      --node-retry-ms 100 &
   CP=$!
   sleep 0.7; node_kill c; node_start c "$E3"; wait $CP
   same "node killed mid-run, replicas: re-dispatch, rejoin" "$O.rep.log" "$O.rep.f32"
