@@ -589,6 +589,13 @@ void pool_print_stats(pool *p, FILE *f) {
     if (s.remote_layers)
         fprintf(f, "pool: %llu layers with remote work, mean dispatch->last combine %.3f ms\n",
                 (unsigned long long)s.remote_layers, 1e3 * s.layer_rt_s / (double)s.remote_layers);
+    if (s.decode_remote_layers) {
+        const double n = (double)s.decode_remote_layers;
+        fprintf(f, "pool: %llu one-token layers: dispatch->last combine %.3f ms, of which node compute %.3f ms, "
+                   "network + protocol %.3f ms\n",
+                (unsigned long long)s.decode_remote_layers, 1e3 * s.decode_layer_rt_s / n,
+                1e3 * s.decode_node_compute_s / n, 1e3 * (s.decode_layer_rt_s - s.decode_node_compute_s) / n);
+    }
     for (int n = 0; n < s.n_nodes; n++) {
         const pool_node_stats *ns = &s.nodes[n];
         fprintf(f, "pool: node %s %s: %llu dispatches, %llu items, rtt %.3f ms, compute %.3f ms, %llu failures, "

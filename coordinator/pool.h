@@ -73,6 +73,11 @@ typedef struct pool_stats {
     double remote_wait_s;           /* of which waiting for COMBINE frames */
     uint64_t remote_layers;         /* layers that had remote work */
     double layer_rt_s;              /* sum over those of first-dispatch-sent to last-combine-received */
+    /* the same for one-token (decode) layers, and the node compute inside
+     * them (per layer the slowest request's reported compute time): their
+     * difference is what the network and protocol cost per layer */
+    uint64_t decode_remote_layers;
+    double decode_layer_rt_s, decode_node_compute_s;
     expert_cache_stats cache;
     int n_nodes;
     pool_node_stats *nodes;         /* [n_nodes], owned by the pool, valid until the next call */

@@ -57,6 +57,7 @@ struct pool_remote {
     int cap_witems;
     uint64_t next_id;
     double layer_t0;
+    double layer_compute_s;     /* slowest reported node compute of this layer */
 };
 
 /* A node that does not answer HELLO within this long is not running (or
@@ -155,6 +156,7 @@ static void on_result(pool *p, int n, node_event *ev) {
         memcpy(p->out + (size_t)r->wire[q->item0 + j] * p->E, ev->out + (size_t)j * p->E, (size_t)p->E * sizeof(float));
     q->state = RQ_DONE;
     const double comp = (double)ev->compute_ns * 1e-6;
+    if (comp * 1e-3 > r->layer_compute_s) r->layer_compute_s = comp * 1e-3;
     const double net = ev->rtt_ms - comp > 0 ? ev->rtt_ms - comp : 0;
     nd->net_ms = EWMA(nd->net_ms, net);
     nd->compute_ms = EWMA(nd->compute_ms, comp);
@@ -351,6 +353,7 @@ void pool_remote_begin_layer(pool *p) {
     r->n_reqs = 0;
     r->n_wire = 0;
     r->layer_t0 = 0;
+    r->layer_compute_s = 0;
     for (int n = 0; n < p->n_nodes; n++) r->nodes[n].layer_items = 0;
 }
 
@@ -561,6 +564,11 @@ int pool_remote_collect(pool *p, char *err, size_t errlen) {
     if (had_remote) {
         p->st.remote_layers++;
         p->st.layer_rt_s += t1 - r->layer_t0;
+        if (p->n_tokens == 1) {
+            p->st.decode_remote_layers++;
+            p->st.decode_layer_rt_s += t1 - r->layer_t0;
+            p->st.decode_node_compute_s += r->layer_compute_s;
+        }
     }
     r->layer_t0 = 0;
     return 0;

@@ -257,6 +257,8 @@ static void drain_parts(void *sock) {
     }
 }
 
+static void zt_release(transport *tb, tp_msg *m);
+
 static int zt_try_recv(transport *tb, tp_msg *m, char *err, size_t errlen) {
     zt *t = (zt *)tb;
     for (;;) {
@@ -300,6 +302,22 @@ static int zt_try_recv(transport *tb, tp_msg *m, char *err, size_t errlen) {
             m->data = zmq_msg_data(&rx->msg);
             m->len = zmq_msg_size(&rx->msg);
             m->priv = rx;
+            /* libzmq hands out large messages in place inside its receive
+             * buffer, at whatever offset the stream put them; the frame
+             * decoder reads payloads as floats and blocks, so a misaligned
+             * message is copied once into malloc's (16-byte) alignment. */
+            if ((uintptr_t)m->data & 15) {
+                rx->joined = malloc(m->len ? m->len : 1);
+                if (!rx->joined) {
+                    zt_release(tb, m);
+                    snprintf(err, errlen, "out of memory");
+                    return -1;
+                }
+                memcpy(rx->joined, m->data, m->len);
+                zmq_msg_close(&rx->msg);
+                rx->has_msg = 0;
+                m->data = rx->joined;
+            }
             return 1;
         }
         /* multipart: join (bounded in parts and bytes) */
