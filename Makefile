@@ -42,7 +42,7 @@ TESTS      := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_C))
 SHADERS    := $(wildcard shaders/*.comp)
 SPV        := $(patsubst shaders/%.comp,$(B)/shaders/%.spv,$(SHADERS))
 
-.PHONY: all bins tests test test-unit test-asan test-vectors test-pool run clean fuzz
+.PHONY: all bins tests test test-unit test-asan test-vectors test-pool test-tokenizer test-api test-kv test-serve run clean fuzz
 .SECONDARY:
 
 all: bins tests $(SPV)
@@ -87,7 +87,8 @@ $(B)/shaders/%.spv: shaders/%.comp
 	glslc --target-env=vulkan1.1 -O $< -o $@
 
 # ---- tests ------------------------------------------------------------------
-test: test-unit test-asan test-vectors test-pool
+# Fast suites first; the multi-process scenarios (pool, serve) come last.
+test: test-unit test-asan test-vectors test-tokenizer test-api test-kv test-pool test-serve
 	@echo "make test: all suites passed"
 
 test-unit: all
@@ -102,6 +103,20 @@ test-vectors: all
 
 test-pool: all
 	@bash tests/pool/run.sh $(B)
+
+test-tokenizer: all
+	@bash tests/tokenizer/run.sh $(B)
+
+test-api: all
+	@bash tests/api/run.sh $(B)
+
+test-kv: all
+	@bash tests/kv/run.sh $(B)
+
+# End-to-end serving on the real engine (nodes + flashpool serve + SDKs);
+# skipped with a note until tests/serve/run.sh exists.
+test-serve: all
+	@if [ -f tests/serve/run.sh ]; then bash tests/serve/run.sh $(B); else echo "test-serve: tests/serve/run.sh not present"; fi
 
 fuzz:
 	$(MAKE) -C tests/fuzz
