@@ -1,5 +1,6 @@
 /* expert_store.c — per-layer routed-expert shapes and slab locations read
  * straight from the GGUF directory (see expert_store.h). */
+#include "errmsg.h"
 #include "expert_store.h"
 
 #include <stdarg.h>
@@ -21,19 +22,11 @@ struct expert_store {
     store_layer *layers;
 };
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int get_count(const gguf_file *f, const char *key, int lo, int hi, int *out, char *err, size_t errlen) {
     uint64_t v;
-    if (gguf_get_u64(f, key, &v) != 0) return fail(err, errlen, "metadata %s missing or not an unsigned integer", key);
+    if (gguf_get_u64(f, key, &v) != 0) return fp_fail(err, errlen, "metadata %s missing or not an unsigned integer", key);
     if (v < (uint64_t)lo || v > (uint64_t)hi)
-        return fail(err, errlen, "metadata %s = %llu outside %d..%d", key, (unsigned long long)v, lo, hi);
+        return fp_fail(err, errlen, "metadata %s = %llu outside %d..%d", key, (unsigned long long)v, lo, hi);
     *out = (int)v;
     return 0;
 }
@@ -45,18 +38,18 @@ static int bind_tensor(expert_store *s, int l, int which, char *err, size_t errl
     char name[96];
     snprintf(name, sizeof name, "blk.%d.%s.weight", l, names[which]);
     const gguf_tensor *t = gguf_find_tensor(s->f, name);
-    if (!t) return fail(err, errlen, "tensor %s missing", name);
+    if (!t) return fp_fail(err, errlen, "tensor %s missing", name);
     const uint64_t d0 = which == 2 ? (uint64_t)s->n_ff : (uint64_t)s->n_embd;
     const uint64_t d1 = which == 2 ? (uint64_t)s->n_embd : (uint64_t)s->n_ff;
     if (t->ndim != 3 || t->dims[0] != d0 || t->dims[1] != d1 || t->dims[2] != (uint64_t)s->n_expert)
-        return fail(err, errlen, "tensor %s: dims must be [%llu, %llu, %d]", name, (unsigned long long)d0,
+        return fp_fail(err, errlen, "tensor %s: dims must be [%llu, %llu, %d]", name, (unsigned long long)d0,
                     (unsigned long long)d1, s->n_expert);
     if (!routed_type(t->type))
-        return fail(err, errlen, "tensor %s: type %s, routed experts must be IQ2_XXS, Q2_K or Q4_K", name,
+        return fp_fail(err, errlen, "tensor %s: type %s, routed experts must be IQ2_XXS, Q2_K or Q4_K", name,
                     qtype_name((int)t->type));
     const size_t per = qtype_row_bytes((int)t->type, (int64_t)d0) * (size_t)d1;
     if (per == 0 || t->nbytes != (uint64_t)per * (uint64_t)s->n_expert)
-        return fail(err, errlen, "tensor %s: %llu bytes, expected %d experts of %zu", name,
+        return fp_fail(err, errlen, "tensor %s: %llu bytes, expected %d experts of %zu", name,
                     (unsigned long long)t->nbytes, s->n_expert, per);
     s->layers[l].t[which] = t;
     s->layers[l].bytes[which] = per;
@@ -66,13 +59,13 @@ static int bind_tensor(expert_store *s, int l, int which, char *err, size_t errl
 expert_store *expert_store_open(const gguf_file *f, char *err, size_t errlen) {
     expert_store *s = calloc(1, sizeof(*s));
     if (!s) {
-        fail(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         return NULL;
     }
     s->f = f;
     gguf_str arch;
     if (gguf_get_str(f, "general.architecture", &arch) != 0 || arch.len != 9 || memcmp(arch.s, "deepseek4", 9)) {
-        fail(err, errlen, "general.architecture is not deepseek4");
+        fp_fail(err, errlen, "general.architecture is not deepseek4");
         goto bad;
     }
     if (get_count(f, KP "block_count", 1, 4096, &s->n_layer, err, errlen) ||
@@ -81,31 +74,31 @@ expert_store *expert_store_open(const gguf_file *f, char *err, size_t errlen) {
         get_count(f, KP "expert_feed_forward_length", 256, 1 << 20, &s->n_ff, err, errlen))
         goto bad;
     if (s->n_embd % QK_K || s->n_ff % QK_K) {
-        fail(err, errlen, "embedding_length %d and expert_feed_forward_length %d must be multiples of 256",
+        fp_fail(err, errlen, "embedding_length %d and expert_feed_forward_length %d must be multiples of 256",
              s->n_embd, s->n_ff);
         goto bad;
     }
     const gguf_kv *cl = gguf_find_kv(f, KP "swiglu_clamp_exp");
     if (!cl || cl->type != GGUF_ARR || cl->arr_len < (uint64_t)s->n_layer) {
-        fail(err, errlen, KP "swiglu_clamp_exp missing or shorter than block_count");
+        fp_fail(err, errlen, KP "swiglu_clamp_exp missing or shorter than block_count");
         goto bad;
     }
     s->layers = calloc((size_t)s->n_layer, sizeof(*s->layers));
     if (!s->layers) {
-        fail(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         goto bad;
     }
     for (int l = 0; l < s->n_layer; l++) {
         double c;
         if (gguf_arr_get_f64(cl, (uint64_t)l, &c) != 0 || !(c == c)) {
-            fail(err, errlen, KP "swiglu_clamp_exp[%d] invalid", l);
+            fp_fail(err, errlen, KP "swiglu_clamp_exp[%d] invalid", l);
             goto bad;
         }
         for (int w = 0; w < 3; w++)
             if (bind_tensor(s, l, w, err, errlen)) goto bad;
         store_layer *L = &s->layers[l];
         if (L->t[0]->type != L->t[1]->type) {
-            fail(err, errlen, "blk.%d: routed gate (%s) and up (%s) experts must share a type", l,
+            fp_fail(err, errlen, "blk.%d: routed gate (%s) and up (%s) experts must share a type", l,
                  qtype_name((int)L->t[0]->type), qtype_name((int)L->t[1]->type));
             goto bad;
         }

@@ -9,6 +9,7 @@
  *     been bounded by the bytes left (and tables grow as entries are parsed);
  *   - every size/offset sum and product uses checked arithmetic.
  * The writer lives in gguf_write.c. */
+#include "errmsg.h"
 #include "gguf.h"
 
 #include "quant.h"
@@ -55,15 +56,6 @@ typedef struct gguf_priv {
 static const size_t k_scalar_size[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 /* ---- error text ---------------------------------------------------------- */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Printable rendering of a (possibly hostile) name for error messages:
  * non-printable bytes become \xNN and long names are cut. */
@@ -116,9 +108,9 @@ static int rfail(rd *r, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (r->what[0])
-        set_err(r->err, r->errlen, "%s: %s", r->what, msg);
+        fp_fail(r->err, r->errlen, "%s: %s", r->what, msg);
     else
-        set_err(r->err, r->errlen, "%s", msg);
+        fp_fail(r->err, r->errlen, "%s", msg);
     return -1;
 }
 
@@ -369,23 +361,23 @@ static gguf_file *parse(const uint8_t *b, size_t size, char *err, size_t errlen)
     showbuf sb;
     uint32_t magic, version;
     if (size < 24) {
-        set_err(err, errlen, "file is %zu bytes, too short for a GGUF header (24 bytes)", size);
+        fp_fail(err, errlen, "file is %zu bytes, too short for a GGUF header (24 bytes)", size);
         return NULL;
     }
     memcpy(&magic, b, 4);
     if (magic != GGUF_MAGIC) {
-        set_err(err, errlen, "bad magic %02x %02x %02x %02x: not a GGUF file", b[0], b[1], b[2], b[3]);
+        fp_fail(err, errlen, "bad magic %02x %02x %02x %02x: not a GGUF file", b[0], b[1], b[2], b[3]);
         return NULL;
     }
     memcpy(&version, b + 4, 4);
     if (version != 3) {
-        set_err(err, errlen, "GGUF version %u is not supported (only version 3)", version);
+        fp_fail(err, errlen, "GGUF version %u is not supported (only version 3)", version);
         return NULL;
     }
     r.pos = 8;
     gguf_priv *p = calloc(1, sizeof *p);
     if (!p) {
-        set_err(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         return NULL;
     }
     gguf_file *f = &p->pub;
@@ -408,13 +400,13 @@ static gguf_file *parse(const uint8_t *b, size_t size, char *err, size_t errlen)
     /* Unique keys, then general.alignment. */
     p->kv_hash = table_new(n_kv, &p->kv_mask);
     if (!p->kv_hash) {
-        set_err(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         goto bad;
     }
     for (uint64_t i = 0; i < n_kv; i++) {
         int64_t j = table_insert(p->kv_hash, p->kv_mask, &f->kv[0].key, sizeof(gguf_kv), i);
         if (j >= 0) {
-            set_err(err, errlen, "key '%s' appears twice (entries #%lld and #%llu)",
+            fp_fail(err, errlen, "key '%s' appears twice (entries #%lld and #%llu)",
                     show((const uint8_t *)f->kv[i].key.s, f->kv[i].key.len, &sb), (long long)j,
                     (unsigned long long)i);
             goto bad;
@@ -427,12 +419,12 @@ static gguf_file *parse(const uint8_t *b, size_t size, char *err, size_t errlen)
         const gguf_kv *kv = &f->kv[ai];
         uint32_t a;
         if (kv->type != GGUF_U32) {
-            set_err(err, errlen, "key 'general.alignment' has type %s, must be u32", gguf_vtype_name(kv->type));
+            fp_fail(err, errlen, "key 'general.alignment' has type %s, must be u32", gguf_vtype_name(kv->type));
             goto bad;
         }
         memcpy(&a, kv->val, 4);
         if (a == 0 || (a & (a - 1))) {
-            set_err(err, errlen, "key 'general.alignment' is %u, must be a non-zero power of two", a);
+            fp_fail(err, errlen, "key 'general.alignment' is %u, must be a non-zero power of two", a);
             goto bad;
         }
         f->alignment = a;
@@ -446,7 +438,7 @@ static gguf_file *parse(const uint8_t *b, size_t size, char *err, size_t errlen)
             if (nc > n_tensors) nc = n_tensors;
             gguf_tensor *nt = realloc(f->tensors, nc * sizeof *nt);
             if (!nt) {
-                set_err(err, errlen, "out of memory reading %llu tensors", (unsigned long long)n_tensors);
+                fp_fail(err, errlen, "out of memory reading %llu tensors", (unsigned long long)n_tensors);
                 goto bad;
             }
             f->tensors = nt;
@@ -511,14 +503,14 @@ static gguf_file *parse(const uint8_t *b, size_t size, char *err, size_t errlen)
         gguf_tensor *t = &f->tensors[i];
         const char *nm = show((const uint8_t *)t->name.s, t->name.len, &sb);
         if (t->offset % f->alignment) {
-            set_err(err, errlen, "tensor '%s': data offset %llu is not a multiple of the alignment %u", nm,
+            fp_fail(err, errlen, "tensor '%s': data offset %llu is not a multiple of the alignment %u", nm,
                     (unsigned long long)t->offset, f->alignment);
             goto bad;
         }
         uint64_t start, end;
         if (__builtin_add_overflow(f->data_offset, t->offset, &start) ||
             __builtin_add_overflow(start, t->nbytes, &end) || end > size) {
-            set_err(err, errlen,
+            fp_fail(err, errlen,
                     "tensor '%s': data [offset %llu, %llu bytes] extends past end of file (size %zu; data "
                     "starts at %llu)",
                     nm, (unsigned long long)t->offset, (unsigned long long)t->nbytes, size,
@@ -531,13 +523,13 @@ static gguf_file *parse(const uint8_t *b, size_t size, char *err, size_t errlen)
     /* Unique tensor names. */
     p->t_hash = table_new(n_tensors, &p->t_mask);
     if (!p->t_hash) {
-        set_err(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         goto bad;
     }
     for (uint64_t i = 0; i < n_tensors; i++) {
         int64_t j = table_insert(p->t_hash, p->t_mask, &f->tensors[0].name, sizeof(gguf_tensor), i);
         if (j >= 0) {
-            set_err(err, errlen, "tensor '%s' appears twice (entries #%lld and #%llu)",
+            fp_fail(err, errlen, "tensor '%s' appears twice (entries #%lld and #%llu)",
                     show((const uint8_t *)f->tensors[i].name.s, f->tensors[i].name.len, &sb), (long long)j,
                     (unsigned long long)i);
             goto bad;
@@ -548,7 +540,7 @@ static gguf_file *parse(const uint8_t *b, size_t size, char *err, size_t errlen)
     if (n_tensors > 1) {
         gguf_tensor **ord = malloc(n_tensors * sizeof *ord);
         if (!ord) {
-            set_err(err, errlen, "out of memory");
+            fp_fail(err, errlen, "out of memory");
             goto bad;
         }
         for (uint64_t i = 0; i < n_tensors; i++) ord[i] = &f->tensors[i];
@@ -557,7 +549,7 @@ static gguf_file *parse(const uint8_t *b, size_t size, char *err, size_t errlen)
             const gguf_tensor *a = ord[i - 1], *c = ord[i];
             if (c->offset - a->offset < a->nbytes) {
                 showbuf sb2;
-                set_err(err, errlen, "tensor '%s' [offset %llu, %llu bytes] overlaps tensor '%s' [offset %llu]",
+                fp_fail(err, errlen, "tensor '%s' [offset %llu, %llu bytes] overlaps tensor '%s' [offset %llu]",
                         show((const uint8_t *)a->name.s, a->name.len, &sb), (unsigned long long)a->offset,
                         (unsigned long long)a->nbytes, show((const uint8_t *)c->name.s, c->name.len, &sb2),
                         (unsigned long long)c->offset);
@@ -575,11 +567,11 @@ bad:
 
 gguf_file *gguf_open_buffer(const void *buf, size_t size, char *err, size_t errlen) {
     if (!buf && size) {
-        set_err(err, errlen, "NULL buffer");
+        fp_fail(err, errlen, "NULL buffer");
         return NULL;
     }
     if (!buf) {
-        set_err(err, errlen, "file is 0 bytes, too short for a GGUF header (24 bytes)");
+        fp_fail(err, errlen, "file is 0 bytes, too short for a GGUF header (24 bytes)");
         return NULL;
     }
     return parse(buf, size, err, errlen);
@@ -588,22 +580,22 @@ gguf_file *gguf_open_buffer(const void *buf, size_t size, char *err, size_t errl
 gguf_file *gguf_open(const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "cannot open: %s", strerror(errno));
+        fp_fail(err, errlen, "cannot open: %s", strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "cannot stat: %s", strerror(errno));
+        fp_fail(err, errlen, "cannot stat: %s", strerror(errno));
         close(fd);
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "not a regular file");
+        fp_fail(err, errlen, "not a regular file");
         close(fd);
         return NULL;
     }
     if (st.st_size < 24) {
-        set_err(err, errlen, "file is %lld bytes, too short for a GGUF header (24 bytes)", (long long)st.st_size);
+        fp_fail(err, errlen, "file is %lld bytes, too short for a GGUF header (24 bytes)", (long long)st.st_size);
         close(fd);
         return NULL;
     }
@@ -612,7 +604,7 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen) {
     int merr = errno;
     close(fd); /* the mapping keeps the file referenced */
     if (m == MAP_FAILED) {
-        set_err(err, errlen, "cannot mmap %zu bytes: %s", size, strerror(merr));
+        fp_fail(err, errlen, "cannot mmap %zu bytes: %s", size, strerror(merr));
         return NULL;
     }
     gguf_file *f = parse(m, size, err, errlen);

@@ -6,6 +6,7 @@
  * The builder calls (gguf_w_*) return nothing: the first problem (bad key,
  * duplicate, unknown tensor type, out of memory) is remembered and reported
  * by gguf_writer_begin, so callers check one return value. */
+#include "errmsg.h"
 #include "gguf.h"
 
 #include "quant.h"
@@ -64,15 +65,6 @@ struct gguf_writer {
 };
 
 static const size_t k_scalar_size[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-
-static void wset(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void wset(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Records the first builder error; returns -1 for tail calls. */
 static int wfail(gguf_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -367,7 +359,7 @@ static int write_all(int fd, const void *p, size_t n) {
 }
 
 static int stream_fail(gguf_writer *w, char *err, size_t errlen, const char *what) {
-    wset(err, errlen, "%s: %s: %s", w->tmp, what, strerror(errno));
+    fp_fail(err, errlen, "%s: %s: %s", w->tmp, what, strerror(errno));
     w->state = W_FAILED;
     return -1;
 }
@@ -402,19 +394,19 @@ static int out_zeros(gguf_writer *w, uint64_t n, char *err, size_t errlen) {
 
 int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen) {
     if (!w || !path) {
-        wset(err, errlen, "gguf_writer_begin: NULL writer or path");
+        fp_fail(err, errlen, "gguf_writer_begin: NULL writer or path");
         return -1;
     }
     if (w->first_err[0]) {
-        wset(err, errlen, "%s", w->first_err);
+        fp_fail(err, errlen, "%s", w->first_err);
         return -1;
     }
     if (w->state != W_BUILD) {
-        wset(err, errlen, "gguf_writer_begin called twice");
+        fp_fail(err, errlen, "gguf_writer_begin called twice");
         return -1;
     }
     if (w->has_align_key && w->align_key_val != w->alignment) {
-        wset(err, errlen, "general.alignment is %u but the writer aligns to %u", w->align_key_val, w->alignment);
+        fp_fail(err, errlen, "general.alignment is %u but the writer aligns to %u", w->align_key_val, w->alignment);
         return -1;
     }
     /* Always record the alignment explicitly, even the default. */
@@ -437,7 +429,7 @@ int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen
     for (size_t i = 0; i < pad; i++) put_bytes(w, &hdr, "", 1);
     if (w->first_err[0]) {
         free(hdr.p);
-        wset(err, errlen, "%s", w->first_err);
+        fp_fail(err, errlen, "%s", w->first_err);
         return -1;
     }
     size_t pl = strlen(path);
@@ -446,14 +438,14 @@ int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen
     w->obuf = malloc(W_OBUF);
     if (!w->path || !w->tmp || !w->obuf) {
         free(hdr.p);
-        wset(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         return -1;
     }
     memcpy(w->tmp, path, pl);
     memcpy(w->tmp + pl, ".tmp", 5);
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        wset(err, errlen, "cannot create %s: %s", w->tmp, strerror(errno));
+        fp_fail(err, errlen, "cannot create %s: %s", w->tmp, strerror(errno));
         free(hdr.p);
         free(w->tmp);
         w->tmp = NULL; /* nothing of ours to unlink */
@@ -468,18 +460,18 @@ int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen
 
 int gguf_writer_put(gguf_writer *w, const void *data, size_t n, char *err, size_t errlen) {
     if (!w || w->state != W_STREAM) {
-        wset(err, errlen, "gguf_writer_put: writer is not streaming (call gguf_writer_begin first, or an earlier "
+        fp_fail(err, errlen, "gguf_writer_put: writer is not streaming (call gguf_writer_begin first, or an earlier "
                           "error stopped it)");
         return -1;
     }
     if (n == 0) return 0;
     if (!data) {
-        wset(err, errlen, "gguf_writer_put: NULL data");
+        fp_fail(err, errlen, "gguf_writer_put: NULL data");
         w->state = W_FAILED;
         return -1;
     }
     if (w->cur >= w->n_t) {
-        wset(err, errlen, "gguf_writer_put: %zu bytes after the last tensor was complete", n);
+        fp_fail(err, errlen, "gguf_writer_put: %zu bytes after the last tensor was complete", n);
         w->state = W_FAILED;
         return -1;
     }
@@ -489,7 +481,7 @@ int gguf_writer_put(gguf_writer *w, const void *data, size_t n, char *err, size_
      * tensor is a size bug in the caller, caught here rather than silently
      * shifting every later tensor. */
     if (n > room) {
-        wset(err, errlen, "tensor '%s' (%llu bytes, %llu written) got %zu more bytes than it holds", t->name,
+        fp_fail(err, errlen, "tensor '%s' (%llu bytes, %llu written) got %zu more bytes than it holds", t->name,
              (unsigned long long)t->nbytes, (unsigned long long)w->cur_done, (size_t)(n - room));
         w->state = W_FAILED;
         return -1;
@@ -507,11 +499,11 @@ int gguf_writer_put(gguf_writer *w, const void *data, size_t n, char *err, size_
 
 int gguf_writer_finish(gguf_writer *w, char *err, size_t errlen) {
     if (!w || w->state != W_STREAM) {
-        wset(err, errlen, "gguf_writer_finish: writer is not streaming");
+        fp_fail(err, errlen, "gguf_writer_finish: writer is not streaming");
         return -1;
     }
     if (w->cur < w->n_t) {
-        wset(err, errlen, "tensor '%s' got %llu of its %llu bytes (%zu of %zu tensors complete)", w->t[w->cur].name,
+        fp_fail(err, errlen, "tensor '%s' got %llu of its %llu bytes (%zu of %zu tensors complete)", w->t[w->cur].name,
              (unsigned long long)w->cur_done, (unsigned long long)w->t[w->cur].nbytes, w->cur, w->n_t);
         w->state = W_FAILED;
         return -1;
@@ -522,7 +514,7 @@ int gguf_writer_finish(gguf_writer *w, char *err, size_t errlen) {
     w->fd = -1;
     if (rc != 0) return stream_fail(w, err, errlen, "close failed");
     if (rename(w->tmp, w->path) != 0) {
-        wset(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
+        fp_fail(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
         w->state = W_FAILED;
         return -1;
     }

@@ -1,4 +1,5 @@
 /* cluster.c — the node list: --node flags and the cluster JSON file. */
+#include "errmsg.h"
 #include "cluster.h"
 
 #include <errno.h>
@@ -7,14 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cJSON.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 cluster *cluster_new(void) { return calloc(1, sizeof(cluster)); }
 
@@ -27,24 +20,24 @@ void cluster_free(cluster *c) {
 
 int cluster_add(cluster *c, const char *name, const char *endpoint, uint64_t ram_bytes, const char *server_key,
                 char *err, size_t errlen) {
-    if (!endpoint || !*endpoint) return fail(err, errlen, "a node needs an endpoint such as tcp://HOST:PORT");
+    if (!endpoint || !*endpoint) return fp_fail(err, errlen, "a node needs an endpoint such as tcp://HOST:PORT");
     if (!name) name = endpoint;
-    if (!*name) return fail(err, errlen, "node %s: empty name", endpoint);
-    if (strlen(name) >= CLUSTER_NAME_MAX) return fail(err, errlen, "node name \"%s\" is longer than %d bytes", name, CLUSTER_NAME_MAX - 1);
-    if (strlen(endpoint) >= CLUSTER_ENDPOINT_MAX) return fail(err, errlen, "node endpoint \"%.40s...\" is too long", endpoint);
+    if (!*name) return fp_fail(err, errlen, "node %s: empty name", endpoint);
+    if (strlen(name) >= CLUSTER_NAME_MAX) return fp_fail(err, errlen, "node name \"%s\" is longer than %d bytes", name, CLUSTER_NAME_MAX - 1);
+    if (strlen(endpoint) >= CLUSTER_ENDPOINT_MAX) return fp_fail(err, errlen, "node endpoint \"%.40s...\" is too long", endpoint);
     if (!strstr(endpoint, "://"))
-        return fail(err, errlen, "node endpoint \"%s\" has no transport: write tcp://HOST:PORT (or ipc://PATH)", endpoint);
+        return fp_fail(err, errlen, "node endpoint \"%s\" has no transport: write tcp://HOST:PORT (or ipc://PATH)", endpoint);
     if (server_key && *server_key && strlen(server_key) != CLUSTER_KEY_MAX - 1)
-        return fail(err, errlen, "node %s: server_key must be a %d-character Z85 public key", name, CLUSTER_KEY_MAX - 1);
+        return fp_fail(err, errlen, "node %s: server_key must be a %d-character Z85 public key", name, CLUSTER_KEY_MAX - 1);
     for (int i = 0; i < c->n_nodes; i++) {
-        if (strcmp(c->nodes[i].name, name) == 0) return fail(err, errlen, "node name \"%s\" is used twice", name);
-        if (strcmp(c->nodes[i].endpoint, endpoint) == 0) return fail(err, errlen, "node endpoint %s is listed twice", endpoint);
+        if (strcmp(c->nodes[i].name, name) == 0) return fp_fail(err, errlen, "node name \"%s\" is used twice", name);
+        if (strcmp(c->nodes[i].endpoint, endpoint) == 0) return fp_fail(err, errlen, "node endpoint %s is listed twice", endpoint);
     }
     cluster_node *nn = realloc(c->nodes, (size_t)(c->n_nodes + 1) * sizeof(*nn));
-    if (!nn) return fail(err, errlen, "out of memory");
+    if (!nn) return fp_fail(err, errlen, "out of memory");
     c->nodes = nn;
     char **names = realloc(c->names, (size_t)(c->n_nodes + 1) * sizeof(*names));
-    if (!names) return fail(err, errlen, "out of memory");
+    if (!names) return fp_fail(err, errlen, "out of memory");
     c->names = names;
     cluster_node *n = &c->nodes[c->n_nodes];
     memset(n, 0, sizeof(*n));
@@ -63,43 +56,43 @@ cluster *cluster_parse(const char *json, char *err, size_t errlen) {
     cluster *c = NULL;
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        fail(err, errlen, "not valid JSON near: %.40s", at ? at : "?");
+        fp_fail(err, errlen, "not valid JSON near: %.40s", at ? at : "?");
         goto bad;
     }
     if (!cJSON_IsObject(root)) {
-        fail(err, errlen, "the top level must be an object with a \"nodes\" array");
+        fp_fail(err, errlen, "the top level must be an object with a \"nodes\" array");
         goto bad;
     }
     for (const cJSON *it = root->child; it; it = it->next) {
         if (strcmp(it->string, "format") == 0) {
             if (!cJSON_IsString(it) || strcmp(it->valuestring, "flashpool-cluster") != 0) {
-                fail(err, errlen, "\"format\" must be \"flashpool-cluster\"");
+                fp_fail(err, errlen, "\"format\" must be \"flashpool-cluster\"");
                 goto bad;
             }
         } else if (strcmp(it->string, "version") == 0) {
             if (!cJSON_IsNumber(it) || it->valuedouble != 1) {
-                fail(err, errlen, "\"version\" must be 1");
+                fp_fail(err, errlen, "\"version\" must be 1");
                 goto bad;
             }
         } else if (strcmp(it->string, "nodes") != 0) {
-            fail(err, errlen, "unknown key \"%s\" (expected format, version, nodes)", it->string);
+            fp_fail(err, errlen, "unknown key \"%s\" (expected format, version, nodes)", it->string);
             goto bad;
         }
     }
     const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(root, "nodes");
     if (!cJSON_IsArray(nodes)) {
-        fail(err, errlen, "\"nodes\" must be an array of {\"name\", \"endpoint\", \"ram_mb\"} objects");
+        fp_fail(err, errlen, "\"nodes\" must be an array of {\"name\", \"endpoint\", \"ram_mb\"} objects");
         goto bad;
     }
     c = cluster_new();
     if (!c) {
-        fail(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         goto bad;
     }
     int i = 0;
     for (const cJSON *n = nodes->child; n; n = n->next, i++) {
         if (!cJSON_IsObject(n)) {
-            fail(err, errlen, "nodes[%d] must be an object", i);
+            fp_fail(err, errlen, "nodes[%d] must be an object", i);
             goto bad;
         }
         const char *name = NULL, *ep = NULL, *key = NULL;
@@ -112,18 +105,18 @@ cluster *cluster_parse(const char *json, char *err, size_t errlen) {
                      f->valuedouble <= 1e12 && f->valuedouble == (double)(uint64_t)f->valuedouble)
                 ram = (uint64_t)f->valuedouble << 20;
             else {
-                fail(err, errlen, "nodes[%d].%s: unknown key or wrong type (name, endpoint, server_key: strings; "
+                fp_fail(err, errlen, "nodes[%d].%s: unknown key or wrong type (name, endpoint, server_key: strings; "
                                   "ram_mb: non-negative integer)", i, f->string);
                 goto bad;
             }
         }
         if (!ep) {
-            fail(err, errlen, "nodes[%d] has no \"endpoint\"", i);
+            fp_fail(err, errlen, "nodes[%d] has no \"endpoint\"", i);
             goto bad;
         }
         char sub[512];
         if (cluster_add(c, name, ep, ram, key, sub, sizeof sub)) {
-            fail(err, errlen, "nodes[%d]: %s", i, sub);
+            fp_fail(err, errlen, "nodes[%d]: %s", i, sub);
             goto bad;
         }
     }
@@ -136,22 +129,11 @@ bad:
 }
 
 cluster *cluster_load(const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "cannot open cluster file %s: %s", path, strerror(errno)), NULL;
-    char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= (1L << 20) && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        buf[n] = 0;
-    } else {
-        fclose(f);
-        free(buf);
-        return fail(err, errlen, "cannot read cluster file %s (larger than 1 MiB or I/O error)", path), NULL;
-    }
-    fclose(f);
+    char *buf = fp_read_text_file(path, (size_t)1 << 20, "cluster file", NULL, err, errlen);
+    if (!buf) return NULL;
     char sub[768];
     cluster *c = cluster_parse(buf, sub, sizeof sub);
     free(buf);
-    if (!c) fail(err, errlen, "%s: %s", path, sub);
+    if (!c) fp_fail(err, errlen, "%s: %s", path, sub);
     return c;
 }

@@ -2,6 +2,7 @@
  * find and validate every tensor (name, dims, type) against those values.
  * A file that does not match is refused with a message naming the tensor or
  * key, before any inference code touches it. */
+#include "errmsg.h"
 #include "model.h"
 
 #include <stdarg.h>
@@ -11,26 +12,18 @@
 
 #define A "deepseek4."
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int req_u32(const gguf_file *f, const char *key, int *out, char *err, size_t errlen) {
     uint32_t v;
     if (gguf_get_u32(f, key, &v) != 0)
-        return fail(err, errlen, "metadata key '%s' is missing or not UINT32", key);
-    if (v > (1u << 30)) return fail(err, errlen, "metadata key '%s' = %u is out of range", key, v);
+        return fp_fail(err, errlen, "metadata key '%s' is missing or not UINT32", key);
+    if (v > (1u << 30)) return fp_fail(err, errlen, "metadata key '%s' = %u is out of range", key, v);
     *out = (int)v;
     return 0;
 }
 
 static int req_f32(const gguf_file *f, const char *key, float *out, char *err, size_t errlen) {
     if (gguf_get_f32(f, key, out) != 0)
-        return fail(err, errlen, "metadata key '%s' is missing or not a number", key);
+        return fp_fail(err, errlen, "metadata key '%s' is missing or not a number", key);
     return 0;
 }
 
@@ -38,7 +31,7 @@ static int read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t
     gguf_str arch;
     if (gguf_get_str(f, "general.architecture", &arch) != 0 || arch.len != 9 ||
         memcmp(arch.s, "deepseek4", 9) != 0)
-        return fail(err, errlen, "general.architecture is not 'deepseek4': not a DeepSeek V4 Flash GGUF");
+        return fp_fail(err, errlen, "general.architecture is not 'deepseek4': not a DeepSeek V4 Flash GGUF");
     struct { const char *key; int *dst; } u32s[] = {
         {A "block_count", &hp->n_layer}, {A "embedding_length", &hp->n_embd},
         {A "vocab_size", &hp->n_vocab}, {A "attention.head_count", &hp->n_head},
@@ -59,9 +52,9 @@ static int read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t
         req_u32(f, A "attention.value_length", &vlen, err, errlen) ||
         req_u32(f, A "expert_shared_count", &shared, err, errlen))
         return -1;
-    if (kv_heads != 1) return fail(err, errlen, "%sattention.head_count_kv = %d, expected 1", A, kv_heads);
-    if (vlen != hp->head_dim) return fail(err, errlen, "value_length %d != key_length %d", vlen, hp->head_dim);
-    if (shared != 1) return fail(err, errlen, "%sexpert_shared_count = %d, expected 1", A, shared);
+    if (kv_heads != 1) return fp_fail(err, errlen, "%sattention.head_count_kv = %d, expected 1", A, kv_heads);
+    if (vlen != hp->head_dim) return fp_fail(err, errlen, "value_length %d != key_length %d", vlen, hp->head_dim);
+    if (shared != 1) return fp_fail(err, errlen, "%sexpert_shared_count = %d, expected 1", A, shared);
 
     struct { const char *key; float *dst; } f32s[] = {
         {A "rope.freq_base", &hp->rope_base}, {A "rope.scaling.factor", &hp->rope_scale_factor},
@@ -75,48 +68,48 @@ static int read_hparams(const gguf_file *f, model_hparams *hp, char *err, size_t
     for (size_t i = 0; i < sizeof(f32s) / sizeof(f32s[0]); i++)
         if (req_f32(f, f32s[i].key, f32s[i].dst, err, errlen)) return -1;
     if (gguf_get_u64(f, A "rope.scaling.original_context_length", &hp->rope_orig_ctx) != 0)
-        return fail(err, errlen, "metadata key '%srope.scaling.original_context_length' is missing", A);
+        return fp_fail(err, errlen, "metadata key '%srope.scaling.original_context_length' is missing", A);
     int norm = 0;
     if (gguf_get_bool(f, A "expert_weights_norm", &norm) != 0 || !norm)
-        return fail(err, errlen, "%sexpert_weights_norm must be present and true", A);
+        return fp_fail(err, errlen, "%sexpert_weights_norm must be present and true", A);
     uint32_t ctx = 0;
     hp->ctx_train = gguf_get_u32(f, A "context_length", &ctx) == 0 ? ctx : 0;
 
     /* Shape sanity: everything the kernels and loops below rely on. */
     if (hp->n_layer < 1 || hp->n_layer > FP_MAX_LAYERS)
-        return fail(err, errlen, "block_count %d not in 1..%d", hp->n_layer, FP_MAX_LAYERS);
-    if (hp->n_hc != FP_N_HC) return fail(err, errlen, "hyper_connection.count %d, only 4 is supported", hp->n_hc);
+        return fp_fail(err, errlen, "block_count %d not in 1..%d", hp->n_layer, FP_MAX_LAYERS);
+    if (hp->n_hc != FP_N_HC) return fp_fail(err, errlen, "hyper_connection.count %d, only 4 is supported", hp->n_hc);
     if (hp->n_embd % 256 || hp->n_ff % 256 || hp->n_embd <= 0 || hp->n_ff <= 0)
-        return fail(err, errlen, "embedding_length %d and expert_feed_forward_length %d must be multiples of 256", hp->n_embd, hp->n_ff);
+        return fp_fail(err, errlen, "embedding_length %d and expert_feed_forward_length %d must be multiples of 256", hp->n_embd, hp->n_ff);
     if (hp->n_expert < 1 || hp->n_expert > FP_MAX_EXPERTS || hp->n_expert_used < 1 ||
         hp->n_expert_used > hp->n_expert || hp->n_expert_used > 16)
-        return fail(err, errlen, "expert_count %d / expert_used_count %d unsupported", hp->n_expert, hp->n_expert_used);
+        return fp_fail(err, errlen, "expert_count %d / expert_used_count %d unsupported", hp->n_expert, hp->n_expert_used);
     if (hp->n_rot % 2 || hp->n_rot > hp->head_dim || (hp->head_dim - hp->n_rot) % 64)
-        return fail(err, errlen, "head_dim %d / rope dims %d: head_dim-rot must be a multiple of 64", hp->head_dim, hp->n_rot);
+        return fp_fail(err, errlen, "head_dim %d / rope dims %d: head_dim-rot must be a multiple of 64", hp->head_dim, hp->n_rot);
     if (hp->head_dim > 1024 || hp->head_dim < 64)
-        return fail(err, errlen, "attention key_length %d not in 64..1024", hp->head_dim);
-    if (hp->idx_head_dim != 128) return fail(err, errlen, "indexer key_length %d, only 128 is supported", hp->idx_head_dim);
-    if (hp->n_rot > hp->idx_head_dim) return fail(err, errlen, "rope dims exceed the indexer head");
+        return fp_fail(err, errlen, "attention key_length %d not in 64..1024", hp->head_dim);
+    if (hp->idx_head_dim != 128) return fp_fail(err, errlen, "indexer key_length %d, only 128 is supported", hp->idx_head_dim);
+    if (hp->n_rot > hp->idx_head_dim) return fp_fail(err, errlen, "rope dims exceed the indexer head");
     if (hp->n_out_group < 1 || hp->n_head % hp->n_out_group)
-        return fail(err, errlen, "head_count %d is not a multiple of output_group_count %d", hp->n_head, hp->n_out_group);
+        return fp_fail(err, errlen, "head_count %d is not a multiple of output_group_count %d", hp->n_head, hp->n_out_group);
     if (hp->q_lora % 32 || (hp->head_dim * (hp->n_head / hp->n_out_group)) % 32 || hp->o_lora % 32)
-        return fail(err, errlen, "q/o LoRA ranks and group widths must be multiples of 32");
+        return fp_fail(err, errlen, "q/o LoRA ranks and group widths must be multiples of 32");
     if (hp->n_swa < 1 || hp->idx_top_k < 1 || hp->sinkhorn_iters < 1)
-        return fail(err, errlen, "sliding_window, indexer top_k and sinkhorn_iterations must be positive");
-    if (hp->n_hash_layer > hp->n_layer) return fail(err, errlen, "hash_layer_count exceeds block_count");
+        return fp_fail(err, errlen, "sliding_window, indexer top_k and sinkhorn_iterations must be positive");
+    if (hp->n_hash_layer > hp->n_layer) return fp_fail(err, errlen, "hash_layer_count exceeds block_count");
 
     const gguf_kv *cr = gguf_find_kv(f, A "attention.compress_ratios");
     if (!cr || cr->type != GGUF_ARR || cr->arr_len < (uint64_t)hp->n_layer)
-        return fail(err, errlen, "%sattention.compress_ratios missing or shorter than block_count", A);
+        return fp_fail(err, errlen, "%sattention.compress_ratios missing or shorter than block_count", A);
     const gguf_kv *cl = gguf_find_kv(f, A "swiglu_clamp_exp");
     if (!cl || cl->type != GGUF_ARR || cl->arr_len < (uint64_t)hp->n_layer)
-        return fail(err, errlen, "%sswiglu_clamp_exp missing or shorter than block_count", A);
+        return fp_fail(err, errlen, "%sswiglu_clamp_exp missing or shorter than block_count", A);
     for (int l = 0; l < hp->n_layer; l++) {
         int64_t r;
         double c;
         if (gguf_arr_get_i64(cr, l, &r) != 0 || (r != 0 && r != 4 && (r < 2 || r > 65536)))
-            return fail(err, errlen, "compress_ratios[%d] invalid", l);
-        if (gguf_arr_get_f64(cl, l, &c) != 0) return fail(err, errlen, "swiglu_clamp_exp[%d] invalid", l);
+            return fp_fail(err, errlen, "compress_ratios[%d] invalid", l);
+        if (gguf_arr_get_f64(cl, l, &c) != 0) return fp_fail(err, errlen, "swiglu_clamp_exp[%d] invalid", l);
         hp->compress_ratio[l] = (int)r;
         hp->swiglu_clamp[l] = (float)c;
     }
@@ -130,16 +123,16 @@ static int bind(const gguf_file *f, tensor_view *tv, const char *name, uint64_t 
     memset(tv, 0, sizeof(*tv));
     if (!t) {
         if (optional) return 0;
-        return fail(err, errlen, "tensor '%s' is missing: this GGUF is not a complete deepseek4 model", name);
+        return fp_fail(err, errlen, "tensor '%s' is missing: this GGUF is not a complete deepseek4 model", name);
     }
     if (t->type >= 64 || !(types & (1ull << t->type)))
-        return fail(err, errlen, "tensor '%s' has type %s, which this engine does not accept there",
+        return fp_fail(err, errlen, "tensor '%s' has type %s, which this engine does not accept there",
                     name, qtype_name((int)t->type));
     int64_t want[3] = {d0, d1, d2};
-    if ((int)t->ndim != nd) return fail(err, errlen, "tensor '%s' has %u dims, expected %d", name, t->ndim, nd);
+    if ((int)t->ndim != nd) return fp_fail(err, errlen, "tensor '%s' has %u dims, expected %d", name, t->ndim, nd);
     for (int i = 0; i < nd; i++)
         if ((int64_t)t->dims[i] != want[i])
-            return fail(err, errlen, "tensor '%s' dim %d is %llu, expected %lld (shape from metadata)",
+            return fp_fail(err, errlen, "tensor '%s' dim %d is %llu, expected %lld (shape from metadata)",
                         name, i, (unsigned long long)t->dims[i], (long long)want[i]);
     tv->data = t->data;
     tv->type = (int)t->type;
@@ -211,13 +204,13 @@ static int bind_layer(model *m, int l, char *err, size_t errlen) {
     B(down_shexp, "ffn_down_shexp.weight", T_Q8, 2, hp->n_ff, E, 0, 0);
 #undef B
     if (w->gate_exps.type != w->up_exps.type)
-        return fail(err, errlen, "blk.%d: routed gate (%s) and up (%s) experts must share a type", l,
+        return fp_fail(err, errlen, "blk.%d: routed gate (%s) and up (%s) experts must share a type", l,
                     qtype_name(w->gate_exps.type), qtype_name(w->up_exps.type));
     if (l < hp->n_hash_layer) {
         const int32_t *t = w->tid2eid.data;
         for (int64_t i = 0; i < (int64_t)hp->n_vocab * hp->n_expert_used; i++)
             if (t[i] < 0 || t[i] >= hp->n_expert)
-                return fail(err, errlen, "blk.%d.ffn_gate_tid2eid.weight: entry %lld = %d is not an expert id",
+                return fp_fail(err, errlen, "blk.%d.ffn_gate_tid2eid.weight: entry %lld = %d is not an expert id",
                             l, (long long)i, t[i]);
     }
     return 0;
@@ -226,14 +219,14 @@ static int bind_layer(model *m, int l, char *err, size_t errlen) {
 model *model_open(const char *path, char *err, size_t errlen) {
     model *m = calloc(1, sizeof(*m));
     if (!m) {
-        fail(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         return NULL;
     }
     snprintf(m->path, sizeof m->path, "%s", path);
     char gerr[512];
     m->gguf = gguf_open(path, gerr, sizeof gerr);
     if (!m->gguf) {
-        fail(err, errlen, "%s: %s", path, gerr);
+        fp_fail(err, errlen, "%s: %s", path, gerr);
         free(m);
         return NULL;
     }

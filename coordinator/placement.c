@@ -1,5 +1,6 @@
 /* placement.c — the (layer, expert) → nodes map: built-in strategies,
  * validation, RAM-budget checks and the JSON file format (see placement.h). */
+#include "errmsg.h"
 #include "placement.h"
 
 #include <errno.h>
@@ -9,14 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <cJSON.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 placement *placement_new(int n_layer, int n_expert, int n_nodes) {
     if (n_layer < 1 || n_expert < 1 || n_nodes < 0 || n_nodes > PLACEMENT_MAX_NODES) return NULL;
@@ -55,19 +48,19 @@ int placement_add(placement *p, int layer, int expert, int node) {
 }
 
 static int check_builtin_args(int n_layer, int n_expert, int n_nodes, int replicas, char *err, size_t errlen) {
-    if (n_nodes < 1) return fail(err, errlen, "a placement strategy needs at least one node (got %d)", n_nodes);
-    if (n_nodes > PLACEMENT_MAX_NODES) return fail(err, errlen, "at most %d nodes (got %d)", PLACEMENT_MAX_NODES, n_nodes);
+    if (n_nodes < 1) return fp_fail(err, errlen, "a placement strategy needs at least one node (got %d)", n_nodes);
+    if (n_nodes > PLACEMENT_MAX_NODES) return fp_fail(err, errlen, "at most %d nodes (got %d)", PLACEMENT_MAX_NODES, n_nodes);
     if (replicas < 1 || replicas > n_nodes || replicas > PLACEMENT_MAX_REPLICAS)
-        return fail(err, errlen, "replicas must be 1..%d with %d nodes (got %d)",
+        return fp_fail(err, errlen, "replicas must be 1..%d with %d nodes (got %d)",
                     n_nodes < PLACEMENT_MAX_REPLICAS ? n_nodes : PLACEMENT_MAX_REPLICAS, n_nodes, replicas);
-    if (n_layer < 1 || n_expert < 1) return fail(err, errlen, "model has no routed experts");
+    if (n_layer < 1 || n_expert < 1) return fp_fail(err, errlen, "model has no routed experts");
     return 0;
 }
 
 placement *placement_round_robin(int n_layer, int n_expert, int n_nodes, int replicas, char *err, size_t errlen) {
     if (check_builtin_args(n_layer, n_expert, n_nodes, replicas, err, errlen)) return NULL;
     placement *p = placement_new(n_layer, n_expert, n_nodes);
-    if (!p) return fail(err, errlen, "out of memory"), NULL;
+    if (!p) return fp_fail(err, errlen, "out of memory"), NULL;
     for (int l = 0; l < n_layer; l++)
         for (int e = 0; e < n_expert; e++) {
             const int64_t g = (int64_t)l * n_expert + e;
@@ -79,7 +72,7 @@ placement *placement_round_robin(int n_layer, int n_expert, int n_nodes, int rep
 placement *placement_contiguous(int n_layer, int n_expert, int n_nodes, int replicas, char *err, size_t errlen) {
     if (check_builtin_args(n_layer, n_expert, n_nodes, replicas, err, errlen)) return NULL;
     placement *p = placement_new(n_layer, n_expert, n_nodes);
-    if (!p) return fail(err, errlen, "out of memory"), NULL;
+    if (!p) return fp_fail(err, errlen, "out of memory"), NULL;
     const int64_t total = (int64_t)n_layer * n_expert;
     for (int l = 0; l < n_layer; l++)
         for (int e = 0; e < n_expert; e++) {
@@ -96,14 +89,14 @@ int placement_validate(const placement *p, char *err, size_t errlen) {
             const int n = placement_count(p, l, e);
             const uint16_t *list = placement_nodes(p, l, e);
             if (n > PLACEMENT_MAX_REPLICAS)
-                return fail(err, errlen, "layer %d expert %d: %d replicas, at most %d", l, e, n, PLACEMENT_MAX_REPLICAS);
+                return fp_fail(err, errlen, "layer %d expert %d: %d replicas, at most %d", l, e, n, PLACEMENT_MAX_REPLICAS);
             for (int r = 0; r < n; r++) {
                 if (list[r] >= p->n_nodes)
-                    return fail(err, errlen, "layer %d expert %d: node %d does not exist (nodes 0..%d)", l, e,
+                    return fp_fail(err, errlen, "layer %d expert %d: node %d does not exist (nodes 0..%d)", l, e,
                                 list[r], p->n_nodes - 1);
                 for (int q = 0; q < r; q++)
                     if (list[q] == list[r])
-                        return fail(err, errlen, "layer %d expert %d: node %d listed twice", l, e, list[r]);
+                        return fp_fail(err, errlen, "layer %d expert %d: node %d listed twice", l, e, list[r]);
             }
         }
     return 0;
@@ -121,12 +114,12 @@ void placement_node_bytes(const placement *p, const size_t *layer_expert_bytes, 
 int placement_check_budgets(const placement *p, const size_t *layer_expert_bytes, const uint64_t *node_budget,
                             char *const *node_names, char *err, size_t errlen) {
     uint64_t *need = calloc((size_t)(p->n_nodes ? p->n_nodes : 1), sizeof(*need));
-    if (!need) return fail(err, errlen, "out of memory");
+    if (!need) return fp_fail(err, errlen, "out of memory");
     placement_node_bytes(p, layer_expert_bytes, need);
     int rc = 0;
     for (int n = 0; n < p->n_nodes && rc == 0; n++)
         if (node_budget[n] && need[n] > node_budget[n])
-            rc = fail(err, errlen,
+            rc = fp_fail(err, errlen,
                       "node %s is assigned %.1f MiB of experts but its RAM budget is %.1f MiB: "
                       "raise its ram_mb in the cluster file or move experts in the placement",
                       node_names ? node_names[n] : "?", need[n] / 1048576.0, node_budget[n] / 1048576.0);
@@ -145,50 +138,50 @@ placement *placement_parse(const char *json, int n_layer, int n_expert, char *co
     int *map = NULL;
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        fail(err, errlen, "not valid JSON near: %.40s", at ? at : "?");
+        fp_fail(err, errlen, "not valid JSON near: %.40s", at ? at : "?");
         goto bad;
     }
     if (!cJSON_IsObject(root)) {
-        fail(err, errlen, "the top level must be an object");
+        fp_fail(err, errlen, "the top level must be an object");
         goto bad;
     }
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "flashpool-placement") != 0) {
-        fail(err, errlen, "\"format\" must be \"flashpool-placement\"");
+        fp_fail(err, errlen, "\"format\" must be \"flashpool-placement\"");
         goto bad;
     }
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
     if (!is_int(ver) || ver->valuedouble != 1) {
-        fail(err, errlen, "\"version\" must be 1");
+        fp_fail(err, errlen, "\"version\" must be 1");
         goto bad;
     }
     const cJSON *jl = cJSON_GetObjectItemCaseSensitive(root, "n_layer");
     const cJSON *je = cJSON_GetObjectItemCaseSensitive(root, "n_expert");
     if (!is_int(jl) || !is_int(je)) {
-        fail(err, errlen, "\"n_layer\" and \"n_expert\" must be integers");
+        fp_fail(err, errlen, "\"n_layer\" and \"n_expert\" must be integers");
         goto bad;
     }
     if ((int)jl->valuedouble != n_layer || (int)je->valuedouble != n_expert) {
-        fail(err, errlen, "placement is for %d layers x %d experts but the model has %d x %d",
+        fp_fail(err, errlen, "placement is for %d layers x %d experts but the model has %d x %d",
              (int)jl->valuedouble, (int)je->valuedouble, n_layer, n_expert);
         goto bad;
     }
     /* File node names -> cluster indices. */
     const cJSON *jn = cJSON_GetObjectItemCaseSensitive(root, "nodes");
     if (!cJSON_IsArray(jn)) {
-        fail(err, errlen, "\"nodes\" must be an array of node names");
+        fp_fail(err, errlen, "\"nodes\" must be an array of node names");
         goto bad;
     }
     const int nfile = cJSON_GetArraySize(jn);
     map = calloc((size_t)(nfile ? nfile : 1), sizeof(int));
     if (!map) {
-        fail(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         goto bad;
     }
     for (int i = 0; i < nfile; i++) {
         const cJSON *s = cJSON_GetArrayItem(jn, i);
         if (!cJSON_IsString(s)) {
-            fail(err, errlen, "nodes[%d] must be a string (a node name from the cluster)", i);
+            fp_fail(err, errlen, "nodes[%d] must be a string (a node name from the cluster)", i);
             goto bad;
         }
         map[i] = -1;
@@ -200,41 +193,41 @@ placement *placement_parse(const char *json, int n_layer, int n_expert, char *co
                 const size_t k = strlen(known);
                 snprintf(known + k, sizeof known - k, "%s%s", c ? ", " : "", cluster_names[c]);
             }
-            fail(err, errlen, "nodes[%d] \"%s\" is not a node of the cluster (known: %s)", i, s->valuestring,
+            fp_fail(err, errlen, "nodes[%d] \"%s\" is not a node of the cluster (known: %s)", i, s->valuestring,
                  n_cluster ? known : "none; give --node or --cluster");
             goto bad;
         }
         for (int q = 0; q < i; q++)
             if (map[q] == map[i]) {
-                fail(err, errlen, "nodes[%d] \"%s\" is listed twice", i, s->valuestring);
+                fp_fail(err, errlen, "nodes[%d] \"%s\" is listed twice", i, s->valuestring);
                 goto bad;
             }
     }
     p = placement_new(n_layer, n_expert, n_cluster);
     if (!p) {
-        fail(err, errlen, "out of memory (or more than %d nodes)", PLACEMENT_MAX_NODES);
+        fp_fail(err, errlen, "out of memory (or more than %d nodes)", PLACEMENT_MAX_NODES);
         goto bad;
     }
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) != n_layer) {
-        fail(err, errlen, "\"layers\" must be an array of %d layers", n_layer);
+        fp_fail(err, errlen, "\"layers\" must be an array of %d layers", n_layer);
         goto bad;
     }
     for (int l = 0; l < n_layer; l++) {
         const cJSON *jlay = cJSON_GetArrayItem(layers, l);
         if (!cJSON_IsArray(jlay) || cJSON_GetArraySize(jlay) != n_expert) {
-            fail(err, errlen, "layers[%d] must be an array of %d experts (each a list of nodes)", l, n_expert);
+            fp_fail(err, errlen, "layers[%d] must be an array of %d experts (each a list of nodes)", l, n_expert);
             goto bad;
         }
         for (int e = 0; e < n_expert; e++) {
             const cJSON *jex = cJSON_GetArrayItem(jlay, e);
             if (!cJSON_IsArray(jex)) {
-                fail(err, errlen, "layers[%d][%d] must be a list of nodes ([] = coordinator only)", l, e);
+                fp_fail(err, errlen, "layers[%d][%d] must be a list of nodes ([] = coordinator only)", l, e);
                 goto bad;
             }
             const int nr = cJSON_GetArraySize(jex);
             if (nr > PLACEMENT_MAX_REPLICAS) {
-                fail(err, errlen, "layers[%d][%d]: %d replicas, at most %d", l, e, nr, PLACEMENT_MAX_REPLICAS);
+                fp_fail(err, errlen, "layers[%d][%d]: %d replicas, at most %d", l, e, nr, PLACEMENT_MAX_REPLICAS);
                 goto bad;
             }
             for (int r = 0; r < nr; r++) {
@@ -243,7 +236,7 @@ placement *placement_parse(const char *json, int n_layer, int n_expert, char *co
                 if (is_int(ref)) {
                     fi = (int)ref->valuedouble;
                     if (fi < 0 || fi >= nfile) {
-                        fail(err, errlen, "layers[%d][%d][%d]: node index %d out of range (\"nodes\" has %d)", l, e,
+                        fp_fail(err, errlen, "layers[%d][%d][%d]: node index %d out of range (\"nodes\" has %d)", l, e,
                              r, fi, nfile);
                         goto bad;
                     }
@@ -251,15 +244,15 @@ placement *placement_parse(const char *json, int n_layer, int n_expert, char *co
                     for (int i = 0; i < nfile; i++)
                         if (strcmp(cJSON_GetArrayItem(jn, i)->valuestring, ref->valuestring) == 0) fi = i;
                     if (fi < 0) {
-                        fail(err, errlen, "layers[%d][%d][%d]: \"%s\" is not in \"nodes\"", l, e, r, ref->valuestring);
+                        fp_fail(err, errlen, "layers[%d][%d][%d]: \"%s\" is not in \"nodes\"", l, e, r, ref->valuestring);
                         goto bad;
                     }
                 } else {
-                    fail(err, errlen, "layers[%d][%d][%d] must be a node index or name", l, e, r);
+                    fp_fail(err, errlen, "layers[%d][%d][%d] must be a node index or name", l, e, r);
                     goto bad;
                 }
                 if (placement_add(p, l, e, map[fi])) {
-                    fail(err, errlen, "layers[%d][%d]: node \"%s\" listed twice", l, e,
+                    fp_fail(err, errlen, "layers[%d][%d]: node \"%s\" listed twice", l, e,
                          cJSON_GetArrayItem(jn, fi)->valuestring);
                     goto bad;
                 }
@@ -278,31 +271,20 @@ bad:
 
 placement *placement_load(const char *path, int n_layer, int n_expert, char *const *cluster_names, int n_cluster,
                           char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "cannot open placement file %s: %s", path, strerror(errno)), NULL;
-    char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= (64L << 20) && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-        buf[n] = 0;
-    } else {
-        fclose(f);
-        free(buf);
-        return fail(err, errlen, "cannot read placement file %s (larger than 64 MiB or I/O error)", path), NULL;
-    }
-    fclose(f);
+    char *buf = fp_read_text_file(path, (size_t)64 << 20, "placement file", NULL, err, errlen);
+    if (!buf) return NULL;
     char sub[768];
     placement *p = placement_parse(buf, n_layer, n_expert, cluster_names, n_cluster, sub, sizeof sub);
     free(buf);
-    if (!p) fail(err, errlen, "%s: %s", path, sub);
+    if (!p) fp_fail(err, errlen, "%s: %s", path, sub);
     return p;
 }
 
 int placement_save(const placement *p, const char *path, char *const *node_names, char *err, size_t errlen) {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return fail(err, errlen, "path too long");
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return fp_fail(err, errlen, "path too long");
     FILE *f = fopen(tmp, "w");
-    if (!f) return fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+    if (!f) return fp_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
     /* Written by hand rather than cJSON_Print so that one layer is one line:
      * a 43 x 256 file stays readable and diffable. Names are escaped through cJSON. */
     fprintf(f, "{\n  \"format\": \"flashpool-placement\",\n  \"version\": 1,\n  \"n_layer\": %d,\n  \"n_expert\": %d,\n"
@@ -329,11 +311,11 @@ int placement_save(const placement *p, const char *path, char *const *node_names
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
         fclose(f);
         unlink(tmp);
-        return fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        return fp_fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
     }
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
-        return fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return fp_fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
     }
     return 0;
 }

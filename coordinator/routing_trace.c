@@ -1,5 +1,6 @@
 /* routing_trace.c — the routing-trace JSONL writer (a fwd_observer) and
  * reader (see routing_trace.h for the format). */
+#include "errmsg.h"
 #include "routing_trace.h"
 
 #include <errno.h>
@@ -16,20 +17,12 @@ struct routing_trace_writer {
     char path[1024];
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 routing_trace_writer *routing_trace_create(const char *path, const model *m, char *err, size_t errlen) {
     routing_trace_writer *w = calloc(1, sizeof(*w));
-    if (!w) return fail(err, errlen, "out of memory"), NULL;
+    if (!w) return fp_fail(err, errlen, "out of memory"), NULL;
     w->f = fopen(path, "w");
     if (!w->f) {
-        fail(err, errlen, "cannot create routing trace %s: %s", path, strerror(errno));
+        fp_fail(err, errlen, "cannot create routing trace %s: %s", path, strerror(errno));
         free(w);
         return NULL;
     }
@@ -68,7 +61,7 @@ fwd_observer routing_trace_observer(routing_trace_writer *w) {
 int routing_trace_close(routing_trace_writer *w, char *err, size_t errlen) {
     if (!w) return 0;
     int rc = 0;
-    if (fclose(w->f) != 0 || w->failed) rc = fail(err, errlen, "writing routing trace %s failed (disk full?)", w->path);
+    if (fclose(w->f) != 0 || w->failed) rc = fp_fail(err, errlen, "writing routing trace %s failed (disk full?)", w->path);
     free(w);
     return rc;
 }
@@ -89,13 +82,13 @@ static int parse_header(routing_trace *t, const char *line, char *err, size_t er
     int rc = -1;
     int64_t nl, ne, nu;
     const cJSON *fmt = h ? cJSON_GetObjectItemCaseSensitive(h, "format") : NULL;
-    if (!h || !cJSON_IsObject(h)) fail(err, errlen, "line 1: not a JSON object (is this a routing trace?)");
+    if (!h || !cJSON_IsObject(h)) fp_fail(err, errlen, "line 1: not a JSON object (is this a routing trace?)");
     else if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "flashpool-routing-trace") != 0)
-        fail(err, errlen, "line 1: \"format\" is not \"flashpool-routing-trace\"");
-    else if (get_int(h, "version", 1, 1, &nl)) fail(err, errlen, "line 1: unsupported \"version\" (expected 1)");
+        fp_fail(err, errlen, "line 1: \"format\" is not \"flashpool-routing-trace\"");
+    else if (get_int(h, "version", 1, 1, &nl)) fp_fail(err, errlen, "line 1: unsupported \"version\" (expected 1)");
     else if (get_int(h, "n_layer", 1, 4096, &nl) || get_int(h, "n_expert", 1, 65536, &ne) ||
              get_int(h, "n_used", 1, ROUTING_TRACE_MAX_USED, &nu) || nu > ne)
-        fail(err, errlen, "line 1: n_layer, n_expert, n_used missing or out of range");
+        fp_fail(err, errlen, "line 1: n_layer, n_expert, n_used missing or out of range");
     else {
         t->n_layer = (int)nl;
         t->n_expert = (int)ne;
@@ -112,12 +105,12 @@ static int parse_record(const routing_trace *t, const char *line, routing_record
     int64_t pos, layer;
     const cJSON *ex = o ? cJSON_GetObjectItemCaseSensitive(o, "experts") : NULL;
     const cJSON *wt = o ? cJSON_GetObjectItemCaseSensitive(o, "weights") : NULL;
-    if (!o || !cJSON_IsObject(o)) fail(err, errlen, "not a JSON object");
-    else if (get_int(o, "pos", 0, INT64_MAX / 2, &pos)) fail(err, errlen, "\"pos\" missing or not a position");
-    else if (get_int(o, "layer", 0, t->n_layer - 1, &layer)) fail(err, errlen, "\"layer\" missing or not in 0..%d", t->n_layer - 1);
+    if (!o || !cJSON_IsObject(o)) fp_fail(err, errlen, "not a JSON object");
+    else if (get_int(o, "pos", 0, INT64_MAX / 2, &pos)) fp_fail(err, errlen, "\"pos\" missing or not a position");
+    else if (get_int(o, "layer", 0, t->n_layer - 1, &layer)) fp_fail(err, errlen, "\"layer\" missing or not in 0..%d", t->n_layer - 1);
     else if (!cJSON_IsArray(ex) || !cJSON_IsArray(wt) || cJSON_GetArraySize(ex) != cJSON_GetArraySize(wt) ||
              cJSON_GetArraySize(ex) < 1 || cJSON_GetArraySize(ex) > ROUTING_TRACE_MAX_USED)
-        fail(err, errlen, "\"experts\" and \"weights\" must be arrays of the same length 1..%d", ROUTING_TRACE_MAX_USED);
+        fp_fail(err, errlen, "\"experts\" and \"weights\" must be arrays of the same length 1..%d", ROUTING_TRACE_MAX_USED);
     else {
         memset(r, 0, sizeof(*r));
         r->pos = pos;
@@ -128,9 +121,9 @@ static int parse_record(const routing_trace *t, const char *line, routing_record
             const cJSON *e = cJSON_GetArrayItem(ex, i), *w = cJSON_GetArrayItem(wt, i);
             if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int)e->valuedouble || e->valuedouble < 0 ||
                 e->valuedouble >= t->n_expert)
-                rc = fail(err, errlen, "experts[%d] is not an expert id 0..%d", i, t->n_expert - 1);
+                rc = fp_fail(err, errlen, "experts[%d] is not an expert id 0..%d", i, t->n_expert - 1);
             else if (!cJSON_IsNumber(w))
-                rc = fail(err, errlen, "weights[%d] is not a number", i);
+                rc = fp_fail(err, errlen, "weights[%d] is not a number", i);
             else {
                 r->experts[i] = (int32_t)e->valuedouble;
                 r->weights[i] = (float)w->valuedouble;
@@ -143,23 +136,23 @@ static int parse_record(const routing_trace *t, const char *line, routing_record
 
 routing_trace *routing_trace_read(const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
-    if (!f) return fail(err, errlen, "cannot open routing trace %s: %s", path, strerror(errno)), NULL;
+    if (!f) return fp_fail(err, errlen, "cannot open routing trace %s: %s", path, strerror(errno)), NULL;
     routing_trace *t = calloc(1, sizeof(*t));
     size_t cap = 0, lineno = 0;
     char line[4096], sub[512];
     if (!t) {
-        fail(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         goto bad;
     }
     while (fgets(line, sizeof line, f)) {
         lineno++;
         if (!strchr(line, '\n') && !feof(f)) {
-            fail(err, errlen, "%s:%zu: line longer than %zu bytes", path, lineno, sizeof line - 1);
+            fp_fail(err, errlen, "%s:%zu: line longer than %zu bytes", path, lineno, sizeof line - 1);
             goto bad;
         }
         if (lineno == 1) {
             if (parse_header(t, line, sub, sizeof sub)) {
-                fail(err, errlen, "%s: %s", path, sub);
+                fp_fail(err, errlen, "%s: %s", path, sub);
                 goto bad;
             }
             continue;
@@ -169,19 +162,19 @@ routing_trace *routing_trace_read(const char *path, char *err, size_t errlen) {
             cap = cap ? 2 * cap : 1024;
             routing_record *nr = realloc(t->rec, cap * sizeof(*nr));
             if (!nr) {
-                fail(err, errlen, "out of memory at line %zu", lineno);
+                fp_fail(err, errlen, "out of memory at line %zu", lineno);
                 goto bad;
             }
             t->rec = nr;
         }
         if (parse_record(t, line, &t->rec[t->n_rec], sub, sizeof sub)) {
-            fail(err, errlen, "%s:%zu: %s", path, lineno, sub);
+            fp_fail(err, errlen, "%s:%zu: %s", path, lineno, sub);
             goto bad;
         }
         t->n_rec++;
     }
     if (lineno == 0) {
-        fail(err, errlen, "%s: empty file (no header line)", path);
+        fp_fail(err, errlen, "%s: empty file (no header line)", path);
         goto bad;
     }
     fclose(f);

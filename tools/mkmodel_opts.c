@@ -1,6 +1,7 @@
 /* mkmodel_opts.c — parses flashpool-mkmodel's command line into a
  * mkmodel_config (see mkmodel_opts.h). Options may come in any order: the
  * preset is applied first, then --cond, then every explicit override. */
+#include "errmsg.h"
 #include "mkmodel_opts.h"
 
 #include <errno.h>
@@ -9,15 +10,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The float knobs, by option name (underscores as dashes on the CLI). */
 #define K(x, help) {#x, offsetof(mkmodel_scales, x), help}
@@ -156,7 +148,7 @@ int mkmodel_opts_parse(int argc, char **argv, mkmodel_opts *o, char *err, size_t
             mkmodel_shape tmp;
             if (!val) goto missing;
             if (mkmodel_preset(val, &tmp)) {
-                set_err(err, errlen, "--preset: unknown preset '%s' (use tiny or real)", val);
+                fp_fail(err, errlen, "--preset: unknown preset '%s' (use tiny or real)", val);
                 return -1;
             }
             preset = val;
@@ -174,7 +166,7 @@ int mkmodel_opts_parse(int argc, char **argv, mkmodel_opts *o, char *err, size_t
             if (strcmp(val, "iq2") == 0) o->cfg.expert_type = MKMODEL_EXPERTS_IQ2;
             else if (strcmp(val, "q4") == 0) o->cfg.expert_type = MKMODEL_EXPERTS_Q4;
             else {
-                set_err(err, errlen, "--expert-type: '%s' is not iq2 or q4", val);
+                fp_fail(err, errlen, "--expert-type: '%s' is not iq2 or q4", val);
                 return -1;
             }
             found = 1;
@@ -194,24 +186,24 @@ int mkmodel_opts_parse(int argc, char **argv, mkmodel_opts *o, char *err, size_t
             if (opt_is(a, k_scales[k].name)) {
                 if (parse_f32(val, &scale_v[k])) goto bad;
                 if (strcmp(k_scales[k].name, "sink_mean") != 0 && scale_v[k] < 0) {
-                    set_err(err, errlen, "%s must not be negative (it scales a standard deviation)", a);
+                    fp_fail(err, errlen, "%s must not be negative (it scales a standard deviation)", a);
                     return -1;
                 }
                 scale_set[k] = 1;
                 found = 1;
             }
         if (!found) {
-            set_err(err, errlen, "unknown option '%s' (see --help)", a);
+            fp_fail(err, errlen, "unknown option '%s' (see --help)", a);
             return -1;
         }
         i++; /* consumed the value */
         continue;
     missing:
-        set_err(err, errlen, "%s needs a value (see --help)", a);
+        fp_fail(err, errlen, "%s needs a value (see --help)", a);
         return -1;
     bad:
         if (!val) goto missing;
-        set_err(err, errlen, "%s: bad value '%s' (see --help)", a, val);
+        fp_fail(err, errlen, "%s: bad value '%s' (see --help)", a, val);
         return -1;
     }
 
@@ -234,7 +226,7 @@ int mkmodel_opts_parse(int argc, char **argv, mkmodel_opts *o, char *err, size_t
         o->hash_clamped = 1;
     }
     if (!o->out) {
-        set_err(err, errlen, "--out FILE is required (see --help)");
+        fp_fail(err, errlen, "--out FILE is required (see --help)");
         return -1;
     }
     return mkmodel_check_shape(&o->cfg.shape, err, errlen);

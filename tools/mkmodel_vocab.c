@@ -9,6 +9,7 @@
  * point (a longer string beats its own prefix), and then to the first seen;
  * training stops when no pair occurs twice. */
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include "errmsg.h"
 #include "mkmodel_vocab.h"
 
 #include <pcre2.h>
@@ -48,15 +49,6 @@ static const char k_train_text[] =
 /* The pre-tokenizer of the trainer (letters, 1-3 digits, other symbols,
  * each with an optional leading space; whitespace runs). */
 static const char k_pretok[] = " ?[A-Za-z]+| ?[0-9]{1,3}| ?[^\\sA-Za-z0-9]+|\\s+";
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* GPT-2's byte-to-character map: printable Latin-1 bytes stand for
  * themselves, the others get code points 256, 257, ... in byte order.
@@ -253,13 +245,13 @@ static int load_words(trainer *t, char *err, size_t errlen) {
     PCRE2_SIZE eo;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)k_pretok, PCRE2_ZERO_TERMINATED, 0, &ec, &eo, NULL);
     if (!re) {
-        set_err(err, errlen, "pre-tokenizer pattern does not compile (PCRE2 error %d)", ec);
+        fp_fail(err, errlen, "pre-tokenizer pattern does not compile (PCRE2 error %d)", ec);
         return -1;
     }
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     if (!md) {
         pcre2_code_free(re);
-        set_err(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         return -1;
     }
     const size_t len = sizeof k_train_text - 1;
@@ -287,7 +279,7 @@ static int load_words(trainer *t, char *err, size_t errlen) {
     }
     pcre2_match_data_free(md);
     pcre2_code_free(re);
-    if (rc) set_err(err, errlen, "out of memory");
+    if (rc) fp_fail(err, errlen, "out of memory");
     return rc;
 }
 
@@ -297,7 +289,7 @@ static int train(trainer *t, size_t max_merges, char *err, size_t errlen) {
         byte_char(b, bc);
         char *s = strdup(bc);
         if (!s || intern(t, s) != b) {
-            set_err(err, errlen, "out of memory");
+            fp_fail(err, errlen, "out of memory");
             return -1;
         }
     }
@@ -321,7 +313,7 @@ static int train(trainer *t, size_t max_merges, char *err, size_t errlen) {
     }
     return 0;
 oom:
-    set_err(err, errlen, "out of memory training the vocabulary");
+    fp_fail(err, errlen, "out of memory training the vocabulary");
     return -1;
 }
 
@@ -349,7 +341,7 @@ int mkmodel_vocab_build(uint32_t n_vocab, mkmodel_vocab *v, char *err, size_t er
     memset(v, 0, sizeof *v);
     const size_t fixed = 2 + 256 + (MKMODEL_SP_COUNT - 2);
     if (n_vocab < fixed) {
-        set_err(err, errlen, "vocab must be at least %zu (BOS, EOS, 256 bytes, %d chat tokens)", fixed,
+        fp_fail(err, errlen, "vocab must be at least %zu (BOS, EOS, 256 bytes, %d chat tokens)", fixed,
                 MKMODEL_SP_COUNT - 2);
         return -1;
     }
@@ -397,7 +389,7 @@ int mkmodel_vocab_build(uint32_t n_vocab, mkmodel_vocab *v, char *err, size_t er
 oom:
     trainer_free(&t);
     mkmodel_vocab_free(v);
-    set_err(err, errlen, "out of memory building a %u-token vocabulary", n_vocab);
+    fp_fail(err, errlen, "out of memory building a %u-token vocabulary", n_vocab);
     return -1;
 }
 

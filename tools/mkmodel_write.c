@@ -7,6 +7,7 @@
  * the GGUF writer, in file order. Two round buffers alternate. The output
  * does not depend on the number of threads: every chunk's bytes are fixed
  * by (seed, tensor name, chunk index). */
+#include "errmsg.h"
 #include "mkmodel_write.h"
 
 #include "mkmodel_gen.h"
@@ -24,15 +25,6 @@
 #define ROUND_BYTES ((size_t)32 << 20)
 #define ROUND_CHUNKS 512
 #define CHUNK_ALIGN 64
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -213,22 +205,22 @@ int mkmodel_write(const mkmodel_config *c, const char *path, int n_threads, mkmo
     run *r = calloc(1, sizeof *r);
     int nw = tp ? threadpool_size(tp) : 0;
     if (!w || !tp || !keys || !rs || !r) {
-        set_err(err, errlen, tp ? "out of memory" : "cannot start %d worker threads", n_threads);
+        fp_fail(err, errlen, tp ? "out of memory" : "cannot start %d worker threads", n_threads);
         goto out;
     }
     r->scratch = calloc((size_t)nw, sizeof *r->scratch);
     if (!r->scratch) {
-        set_err(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         goto out;
     }
     for (int i = 0; i < nw; i++)
         if (!(r->scratch[i] = malloc(mkmodel_scratch_elems() * sizeof(float)))) {
-            set_err(err, errlen, "out of memory (chunk scratch)");
+            fp_fail(err, errlen, "out of memory (chunk scratch)");
             goto out;
         }
     for (int i = 0; i < 2; i++)
         if (!(rs[i].buf = aligned_alloc(CHUNK_ALIGN, round_cap()))) {
-            set_err(err, errlen, "out of memory (round buffers)");
+            fp_fail(err, errlen, "out of memory (round buffers)");
             goto out;
         }
     for (size_t i = 0; i < plan.n; i++) keys[i] = mkmodel_tensor_key(c->seed, plan.t[i].name);
@@ -250,7 +242,7 @@ int mkmodel_write(const mkmodel_config *c, const char *path, int n_threads, mkmo
         atomic_store(&r->next, 0);
         threadpool_run(tp, worker, r);
         if (atomic_load(&r->failed)) {
-            set_err(err, errlen, "%s", r->err);
+            fp_fail(err, errlen, "%s", r->err);
             goto out;
         }
         put = r->gen;
