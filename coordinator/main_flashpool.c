@@ -3,6 +3,7 @@
  *   flashpool -m MODEL -p "prompt"        one-shot generation
  *   flashpool -m MODEL                    interactive prompt
  *   flashpool -m MODEL --tokens FILE ...  token-id input (tests, debugging)
+ *   flashpool serve -m MODEL ...          the HTTP API server (serve.c)
  *
  * Debug/test outputs write the layouts of ../shared/vectors: per-position
  * logits, prefill-last logits, per-layer HC states and the routing trace. */
@@ -18,6 +19,7 @@
 #include "pool_cli.h"
 #include "progress.h"
 #include "sampler.h"
+#include "serve.h"
 #include "tokenizer.h"
 
 typedef struct cli {
@@ -33,6 +35,7 @@ typedef struct cli {
 static void usage(FILE *f) {
     fprintf(f,
         "usage: flashpool -m MODEL.gguf [options]\n"
+        "       flashpool serve -m MODEL.gguf [options]   HTTP API server (flashpool serve --help)\n"
         "\n"
         "Runs DeepSeek V4 Flash on this machine (the whole model in one process).\n"
         "\n"
@@ -225,6 +228,7 @@ static int render_prompt(const tokenizer *tok, const char *text, tok_ids *ids) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "serve")) return serve_main(argc - 1, argv + 1);
     cli c;
     if (parse_args(argc, argv, &c)) return 2;
     char err[1024];

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ struct server {
     gen_queue *eng;
     struct MHD_Daemon *d;
     int port;
+    pthread_mutex_t stats_mu;    /* guards requests (connection threads finish concurrently) */
+    unsigned long long requests[SRV_EP_COUNT][SRV_ST_COUNT];
 };
 
 typedef struct conn {
@@ -332,6 +335,21 @@ static enum MHD_Result handle(server *s, struct MHD_Connection *c, conn *cs, con
     api_error e = {0};
 
     if (!strcmp(method, "OPTIONS")) return send_bytes(s, c, cs, 204, NULL, "", 0);
+    if (s->cfg.metrics && !strcmp(path, "/metrics")) {
+        if (!auth_ok(s, c)) {
+            api_error_set(&e, 401, ERRK_AUTH, NULL,
+                          "invalid or missing API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
+            return send_error(s, c, cs, shape, &e);
+        }
+        if (!get) goto method;
+        strbuf b = STRBUF_INIT;
+        const int mrc = s->cfg.metrics(s->cfg.metrics_ud, &b);
+        enum MHD_Result rc = mrc == 0 && !b.oom
+            ? send_bytes(s, c, cs, 200, "text/plain; version=0.0.4; charset=utf-8", sb_str(&b), b.n)
+            : send_bytes(s, c, cs, 500, "text/plain; charset=utf-8", "metrics unavailable\n", 20);
+        sb_free(&b);
+        return rc;
+    }
     if (get && (!strcmp(path, "/") || !strcmp(path, "/health"))) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "status", "ok");
@@ -479,6 +497,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     conn *cs = *con_cls;
     if (!cs) return;
     (void)c;
+    server_endpoint ep = SRV_EP_OTHER;
+    if (!strcmp(cs->path, "/v1/chat/completions")) ep = SRV_EP_CHAT;
+    else if (!strcmp(cs->path, "/v1/completions")) ep = SRV_EP_COMPLETIONS;
+    else if (!strcmp(cs->path, "/v1/responses")) ep = SRV_EP_RESPONSES;
+    else if (!strcmp(cs->path, "/v1/messages")) ep = SRV_EP_MESSAGES;
+    const server_status_class sc = cs->status >= 200 && cs->status < 300 ? SRV_ST_2XX
+                                   : cs->status >= 400 && cs->status < 500 ? SRV_ST_4XX
+                                   : cs->status >= 500 && cs->status < 600 ? SRV_ST_5XX : SRV_ST_OTHER;
+    pthread_mutex_lock(&s->stats_mu);
+    s->requests[ep][sc]++;
+    pthread_mutex_unlock(&s->stats_mu);
     logf_(s, "%s %s %d %.3fs%s", cs->method, cs->path, cs->status, now_s() - cs->t0,
           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     sb_free(&cs->body);
@@ -507,6 +536,7 @@ server *server_open(const server_config *cfg, fp_backend *b, const tokenizer *t,
     server *s = calloc(1, sizeof *s);
     if (!s) { snprintf(err, errlen, "out of memory"); return NULL; }
     s->cfg = *cfg;
+    pthread_mutex_init(&s->stats_mu, NULL);
     if (!s->cfg.host) s->cfg.host = "127.0.0.1";
     if (s->cfg.keepalive_ms <= 0) s->cfg.keepalive_ms = 5000;
     s->ctx.tok = t;
@@ -562,6 +592,7 @@ fail:
     gen_queue_close(s->eng);
     tool_replay_close(s->ctx.replay);
     resp_store_close(s->ctx.responses);
+    pthread_mutex_destroy(&s->stats_mu);
     free(s);
     return NULL;
 }
@@ -576,5 +607,25 @@ void server_close(server *s) {
     gen_queue_close(s->eng);
     tool_replay_close(s->ctx.replay);
     resp_store_close(s->ctx.responses);
+    pthread_mutex_destroy(&s->stats_mu);
     free(s);
+}
+
+const char *server_endpoint_name(server_endpoint e) {
+    static const char *const N[SRV_EP_COUNT] = {"chat_completions", "completions", "responses", "messages", "other"};
+    return (unsigned)e < SRV_EP_COUNT ? N[e] : "other";
+}
+
+const char *server_status_class_name(server_status_class c) {
+    static const char *const N[SRV_ST_COUNT] = {"2xx", "4xx", "5xx", "other"};
+    return (unsigned)c < SRV_ST_COUNT ? N[c] : "other";
+}
+
+void server_stats_get(server *s, server_stats *st) {
+    memset(st, 0, sizeof *st);
+    pthread_mutex_lock(&s->stats_mu);
+    memcpy(st->requests, s->requests, sizeof st->requests);
+    pthread_mutex_unlock(&s->stats_mu);
+    st->queued = gen_queue_queued(s->eng);
+    st->busy = gen_queue_busy(s->eng);
 }

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "chat_render.h"
+#include "strbuf.h"
 #include "tokenizer.h"
 
 typedef void (*server_log_fn)(void *ud, const char *line);
@@ -32,6 +33,11 @@ typedef struct server_config {
     cr_think default_think;      /* when a request does not choose: CR_THINK_HIGH */
     server_log_fn log;           /* one line per request / generation; may be NULL */
     void *log_ud;
+    /* GET /metrics: append a Prometheus text exposition (format 0.0.4) to out
+     * and return 0 (-1 answers 500). Called on an HTTP thread, concurrently
+     * with generation. Subject to --api-key like /v1. NULL: /metrics is 404. */
+    int (*metrics)(void *ud, strbuf *out);
+    void *metrics_ud;
 } server_config;
 
 void server_config_defaults(server_config *c);
@@ -43,5 +49,20 @@ server *server_open(const server_config *c, fp_backend *b, const tokenizer *t, c
 int server_port(const server *s);
 /* Stops accepting, cancels the running generation, waits for connections. */
 void server_close(server *s);
+
+/* Server-side counters for /metrics: finished HTTP requests by endpoint and
+ * status class, and the engine queue right now. */
+typedef enum server_endpoint {
+    SRV_EP_CHAT = 0, SRV_EP_COMPLETIONS, SRV_EP_RESPONSES, SRV_EP_MESSAGES, SRV_EP_OTHER, SRV_EP_COUNT
+} server_endpoint;
+typedef enum server_status_class { SRV_ST_2XX = 0, SRV_ST_4XX, SRV_ST_5XX, SRV_ST_OTHER, SRV_ST_COUNT } server_status_class;
+typedef struct server_stats {
+    unsigned long long requests[SRV_EP_COUNT][SRV_ST_COUNT];
+    size_t queued;               /* requests waiting for the engine worker */
+    bool busy;                   /* a generation is running */
+} server_stats;
+const char *server_endpoint_name(server_endpoint e);       /* "chat_completions", ... */
+const char *server_status_class_name(server_status_class c); /* "2xx", ... */
+void server_stats_get(server *s, server_stats *st);
 
 #endif
