@@ -351,6 +351,10 @@ int serve_main(int argc, char **argv) {
     /* Block the stop signals before any thread exists: every thread inherits
      * the mask and the main thread takes them with sigwait(). */
     sigset_t stop_set;
+    /* A shell starts background jobs with SIGINT ignored; an ignored signal
+     * is discarded, never seen by sigwait: restore the default first. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGINT);
     sigaddset(&stop_set, SIGTERM);
