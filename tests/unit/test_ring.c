@@ -32,6 +32,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <infiniband/verbs.h>
+
 #include "ring.h"
 #include "transport.h"
 
@@ -618,6 +620,26 @@ static void test_shm_listener_side(void **state) {
     transport_close(l);
 }
 
+/* rdma:// builds and links; without an adapter it must say so clearly. */
+static void test_rdma_without_device(void **state) {
+    (void)state;
+    char e[256] = "";
+    transport_opts o;
+    transport_opts_default(&o);
+    o.curve_secret = "0123456789012345678901234567890123456789";
+    assert_null(transport_listen("rdma://127.0.0.1:0", &o, e, sizeof e));
+    assert_non_null(strstr(e, "--plain"));                 /* keys are refused, not dropped */
+    int ndev = 0;
+    struct ibv_device **d = ibv_get_device_list(&ndev);
+    if (d) ibv_free_device_list(d);
+    if (ndev > 0) skip();                                  /* a real adapter: nothing to check here */
+    transport_opts_default(&o);
+    assert_null(transport_listen("rdma://127.0.0.1:0", &o, e, sizeof e));
+    assert_non_null(strstr(e, "no RDMA device"));
+    assert_null(transport_connect("rdma://127.0.0.1:7471", &o, e, sizeof e));
+    assert_non_null(strstr(e, "no RDMA device"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake),
@@ -630,6 +652,7 @@ int main(void) {
         cmocka_unit_test(test_shm_echo_and_peer_killed),
         cmocka_unit_test(test_shm_two_peers),
         cmocka_unit_test(test_shm_listener_side),
+        cmocka_unit_test(test_rdma_without_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
