@@ -32,9 +32,11 @@ api="$root/tests/api"
 if [ ! -d "$api/node_modules/openai" ] || [ ! -d "$api/node_modules/@anthropic-ai/sdk" ]; then
   (cd "$api" && npm ci --no-audit --no-fund --loglevel=error) || { echo "serve: npm ci failed"; exit 1; }
 fi
-[ -e "$here/node_modules" ] || ln -s ../api/node_modules "$here/node_modules"
-
 OUT=$(mktemp -d /tmp/fp-serve.XXXXXX)
+# Run serve.mjs from the temp dir next to a link to those packages (ESM
+# imports resolve node_modules from the script's own directory).
+ln -s "$api/node_modules" "$OUT/node_modules"
+cp "$here/serve.mjs" "$OUT/serve.mjs"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
@@ -91,7 +93,7 @@ serve_stop() {
 }
 mjs() {   # mjs PHASE NAME
   FP_BASE=$BASE FP_KEY=serve-key FP_TOKLOG="$OUT/$2.tokens" FP_CLI="$FP" FP_MODEL="$M" FP_CTX=$CTX \
-    FP_DISK_STATE="$OUT/disk.json" timeout 120 node "$here/serve.mjs" "$1"
+    FP_DISK_STATE="$OUT/disk.json" timeout 120 node "$OUT/serve.mjs" "$1"
   local rc=$?
   [ "$rc" = 0 ] || { fail=$((fail + 1)); echo "  (serve.mjs $1: exit $rc; server log tail:)"; tail -n 20 "$OUT/$2.log" | sed 's/^/       /'; }
 }
