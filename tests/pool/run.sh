@@ -104,6 +104,18 @@ for NAME in tiny-cond-s1 tiny-s1; do
   same "3 nodes, 2 replicas, 1 MiB hot-expert cache" "$O.mix.log" "$O.mix.f32"
   grep -Eq "[1-9][0-9.]*% cached" "$O.mix.log" || bad "mixed run used no cached expert" "$O.mix.log"
 
+  # shm:// (memfd rings with the RDMA transport's one-sided protocol, proto/ring.c):
+  # two nodes on this host, every expert remote. Listening = abstract socket @flashpool-shm:NAME.
+  SH1=shm://$TAG-$NAME-a; SH2=shm://$TAG-$NAME-b; SHP=()
+  for s in "$SH1" "$SH2"; do
+    "$NODE" -m "$M" --listen "$s" --threads 1 >> "$OUT/node-shm.log" 2>&1 & SHP+=($!); PIDS+=($!)
+    for _ in $(seq 1 200); do ss -xlH 2>/dev/null | grep -q "@flashpool-shm:${s#shm://} " && break; sleep 0.05; done
+  done
+  coord "$O.shm.log" "$O.shm.f32" --plain --node "$SH1" --node "$SH2"
+  same "2 nodes over shm://, every expert remote" "$O.shm.log" "$O.shm.f32"
+  grep -q "100.0% remote" "$O.shm.log" || bad "shm:// run: not all remote" "$O.shm.log"
+  kill "${SHP[@]}" 2>/dev/null; wait "${SHP[@]}" 2>/dev/null
+
   # A user-edited placement: names from a cluster file, replicas, and experts
   # left to the coordinator ([] = cache or disk).
   cat > "$O.cluster.json" <<EOF
