@@ -267,6 +267,11 @@ static void on_progress(void *ud, uint64_t done, uint64_t total, uint64_t bytes)
 static node_client *open_assigned(const char *ep, int *n_assigned) {
     char err[512];
     node_client *c = node_client_open(ep, &g.fp, NULL, OPEN_MS, err, sizeof err);
+    /* shm:// connects synchronously (ZeroMQ retries in the background): wait for the node to listen */
+    for (int i = 0; !c && !strncmp(ep, "shm://", 6) && i < 1000; i++) {
+        usleep(20000);
+        c = node_client_open(ep, &g.fp, NULL, OPEN_MS, err, sizeof err);
+    }
     if (!c) fail_msg("open %s: %s", ep, err);
     assert_true(node_client_ready(c));
     const node_info *ni = node_client_info(c);
@@ -409,6 +414,13 @@ static void test_ipc_crc(void **state) {
     snprintf(ep, sizeof ep, "ipc:///tmp/fp-test-node-%d.sock", (int)getpid());
     serve_and_compare(ep, "--crc");
     unlink(ep + 6);
+}
+
+static void test_shm(void **state) {
+    (void)state;
+    char ep[128];
+    snprintf(ep, sizeof ep, "shm://fp-test-node-%d", (int)getpid());
+    serve_and_compare(ep, NULL);
 }
 
 static void test_fingerprint_refused(void **state) {
@@ -577,6 +589,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_ipc_crc),
+        cmocka_unit_test(test_shm),
         cmocka_unit_test(test_fingerprint_refused),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_late_dropped),
