@@ -118,7 +118,20 @@ if serve_start main --test-script "$OUT/script.txt"; then
     || bad "no test-only warning for --test-script" "$OUT/main.log"
   mjs main main
   kill -0 "$SPID" 2>/dev/null && ok "server alive after the main phase" || bad "server died" "$OUT/main.log"
+  # SIGTERM while a long streaming generation runs: it is cancelled, exit 0.
+  curl -sN --max-time 60 "$BASE/v1/chat/completions" -H 'authorization: Bearer serve-key' \
+    -H 'content-type: application/json' -d '{"model":"deepseek-v4-flash","stream":true,"temperature":0,
+    "max_tokens":3000,"ignore_eos":true,"messages":[{"role":"user","content":"Write a long story."}]}' >"$OUT/long.sse" &
+  CPID=$!
+  for _ in $(seq 100); do [ "$(grep -c '^data:' "$OUT/long.sse")" -ge 20 ] && break; sleep 0.1; done
+  busy=$(curl -s "$BASE/health")
+  case "$busy" in *'"busy":true'*) ok "a long generation is running";; *) bad "no generation running: $busy" "$OUT/main.log";; esac
+  t=$(date +%s%N)
   serve_stop main
+  wait "$CPID" 2>/dev/null
+  ms=$(( ($(date +%s%N) - t) / 1000000 ))
+  grep -q "finish=cancel" "$OUT/main.log" && [ "$ms" -lt 10000 ] && ok "in-flight request cancelled by SIGTERM (stopped in $ms ms)" \
+    || bad "in-flight request not cancelled promptly ($ms ms)" "$OUT/main.log"
 fi
 
 # ---- (d) disk tier across a restart
