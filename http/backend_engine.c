@@ -257,12 +257,12 @@ fail_early:
     eb->st.errors++;
     pthread_mutex_unlock(&eb->mu);
     return -1;
-fail_ran:
+fail_ran:   /* the prompt was (partly) evaluated, nothing generated */
     pthread_mutex_lock(&eb->mu);
     eb->st.errors++;
     pthread_mutex_unlock(&eb->mu);
     if (eb->o.after_request) eb->o.after_request(eb->o.after_ud);
-    return 0;
+    return -1;
 }
 
 static void engine_backend_close(fp_backend *b) {
