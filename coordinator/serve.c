@@ -447,8 +447,10 @@ int serve_main(int argc, char **argv) {
         goto fail;
     }
     /* Always printed (even with -q): where to find the server. */
-    fprintf(stderr, "serve: ready in %.1f s; listening on http://%s:%d (model %s, ctx %d%s)\n", now_seconds() - t0,
-            o.http.host, port, backend->model_id, o.ctx, ps.p ? ", expert pool" : "");
+    const int v6 = strchr(o.http.host, ':') != NULL;   /* IPv6 literals go in brackets in a URL */
+    fprintf(stderr, "serve: ready in %.1f s; listening on http://%s%s%s:%d (model %s, ctx %d%s)\n",
+            now_seconds() - t0, v6 ? "[" : "", o.http.host, v6 ? "]" : "", port, backend->model_id, o.ctx,
+            ps.p ? ", expert pool" : "");
 
     int sig = 0;
     while (sigwait(&stop_set, &sig) != 0) {
