@@ -186,6 +186,24 @@ async function phaseMain() {
       && done.usage && done.usage.output_tokens > 0, types.join(','));
   });
 
+  // ---- (c) two conversations alternating: both stay cached (live sessions)
+  await step('alternating conversations', async () => {
+    const convs = [[{ role: 'user', content: `Conversation one. ${filler(50, 21)}` }],
+                   [{ role: 'user', content: `Conversation two. ${filler(50, 22)}` }]];
+    const first = [];
+    for (const c of convs) {
+      const r = await openai.chat.completions.create({ model: MODEL, messages: c, temperature: 0, max_tokens: 4 });
+      first.push(r.usage.prompt_tokens);
+      c.push({ role: 'assistant', content: r.choices[0].message.content || 'ok' }, { role: 'user', content: 'Continue.' });
+    }
+    for (let i = 0; i < 2; i++) {
+      const r = await openai.chat.completions.create({ model: MODEL, messages: convs[i], temperature: 0, max_tokens: 4 });
+      const cached = r.usage.prompt_tokens_details?.cached_tokens ?? 0;
+      check(`(c) alternating conversation ${i + 1}: second turn reuses its first prompt`, cached >= first[i],
+        `cached ${cached}, first prompt ${first[i]}`);
+    }
+  });
+
   // ---- (f) malformed JSON -> 400, the server keeps serving
   await step('malformed json', async () => {
     const bad = await fetch(`${BASE}/v1/chat/completions`, { method: 'POST',
