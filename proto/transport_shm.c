@@ -43,7 +43,8 @@
 #include <unistd.h>
 
 #define SHM_CTL_BYTES 4096u
-#define SHM_HS_TIMEOUT_MS 5000
+#define SHM_HS_TIMEOUT_MS 5000        /* connector waiting for the listener */
+#define SHM_ACCEPT_TIMEOUT_MS 1000    /* listener waiting for a new peer: bounds a stall */
 #define TAG_LISTEN 0u
 #define TAG_EFD 1u
 
@@ -311,7 +312,7 @@ static shm_conn *conn_setup(shm_t *t, int sock, int connector, char *err, size_t
     c->sock = sock;
     c->peer_efd = -1;
     int memfd = -1;
-    set_rcv_timeout(sock, SHM_HS_TIMEOUT_MS);
+    set_rcv_timeout(sock, connector ? SHM_HS_TIMEOUT_MS : SHM_ACCEPT_TIMEOUT_MS);
     if (peer_uid_ok(sock, err, errlen) || make_region(c, &t->cfg, &memfd, err, errlen)) goto bad;
     ring_hs h = {t->cfg, data_off_for(c->own_q), 0};
     if (connector ? (send_hs(sock, &h, memfd, t->efd, err, errlen) || recv_hs(c, err, errlen))
