@@ -104,5 +104,7 @@ while kill -0 "$serve_pid" 2>/dev/null; do
   done
   sleep 0.5
 done
-echo "run: the server exited" >&2
+# Exit 0 from the server means it was told to stop (Ctrl-C reaches it too).
+if wait "$serve_pid"; then serve_pid=; exit 0; fi
+echo "run: the server failed" >&2
 exit 1
