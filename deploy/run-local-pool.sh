@@ -43,6 +43,7 @@ LOGDIR=$(mktemp -d /tmp/flashpool-run.XXXXXX)
 node_pids=()
 serve_pid=
 cleanup() {
+  local rc=$?
   trap - EXIT INT TERM
   # The server first (it still talks to the nodes while it shuts down).
   if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
@@ -52,7 +53,8 @@ cleanup() {
   fi
   for p in "${node_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  echo "run: stopped (logs in $LOGDIR)"
+  # Node logs are kept only when something went wrong.
+  if [ "$rc" = 0 ]; then rm -rf "$LOGDIR"; echo "run: stopped"; else echo "run: stopped (node logs in $LOGDIR)"; fi
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
