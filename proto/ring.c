@@ -13,6 +13,7 @@
 
 static int is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
 static uint64_t align_up(uint64_t v) { return (v + RING_ALIGN - 1) & ~(uint64_t)(RING_ALIGN - 1); }
+static uint64_t round_up_ring(uint64_t v, uint64_t ring_bytes) { return (v + ring_bytes - 1) & ~(ring_bytes - 1); }
 
 int ring_cfg_make(ring_cfg *c, uint64_t ring_bytes, uint32_t ring_msgs, uint64_t max_msg, char *err,
                   size_t errlen) {
@@ -179,14 +180,19 @@ int ring_send(ring_link *l, const struct iovec *iov, int n, char *err, size_t er
         return 1;
     }
     const uint64_t ext = align_up(len);
+    /* everything credited back: start again at offset 0, whose cache lines
+     * are still warm (a request/response link then never walks the ring) */
+    const int rewind = l->tx_acked == l->tx_seq && (l->tx_head & (l->tx.ring_bytes - 1));
+    const uint64_t head = rewind ? round_up_ring(l->tx_head, l->tx.ring_bytes) : l->tx_head;
     uint64_t pad;
-    const uint64_t off = place(l->tx_head, l->tx.ring_bytes, ext, &pad);
-    if (l->tx_head - l->tx_tail + pad + ext > l->tx.ring_bytes) {
+    const uint64_t off = place(head, l->tx.ring_bytes, ext, &pad);
+    if (l->tx_head - l->tx_tail + pad + ext > l->tx.ring_bytes) {    /* rewind: both 0 */
         l->no_room++;
         return 1;
     }
-    if (l->ops.write_imm(l->ctx, off, iov, n, len, RING_IMM(RING_IMM_DATA, l->tx_seq), err, errlen))
-        return broken(l, err, errlen, "%s", err);
+    const uint32_t imm = RING_IMM(RING_IMM_DATA, (l->tx_seq & RING_SEQ_MASK) | (rewind ? RING_REWIND : 0));
+    if (l->ops.write_imm(l->ctx, off, iov, n, len, imm, err, errlen)) return broken(l, err, errlen, "%s", err);
+    if (rewind) l->tx_head = l->tx_tail = head;
     l->tx_ext[l->tx_seq % l->tx.ring_msgs] = pad + ext;
     l->tx_head += pad + ext;
     l->tx_seq++;
@@ -195,11 +201,19 @@ int ring_send(ring_link *l, const struct iovec *iov, int n, char *err, size_t er
 }
 
 static int on_data(ring_link *l, const ring_cqe *c, char *err, size_t errlen) {
-    const uint32_t v = c->imm & IMM_MASK;
+    const uint32_t v = c->imm & RING_SEQ_MASK;
     if (l->rx_seq - l->rx_freed >= l->rx.ring_msgs)
         return broken(l, err, errlen, "peer overran credits: more than %u messages in flight", l->rx.ring_msgs);
-    if (v != (l->rx_seq & IMM_MASK))
-        return broken(l, err, errlen, "peer message sequence %u, expected %u", v, l->rx_seq & IMM_MASK);
+    if (v != (l->rx_seq & RING_SEQ_MASK))
+        return broken(l, err, errlen, "peer message sequence %u, expected %u", v, l->rx_seq & RING_SEQ_MASK);
+    if (c->imm & RING_REWIND) {
+        /* legal only when the peer had every message credited back: then we
+         * had released them all, and both sides restart at offset 0 */
+        if (l->rx_freed != l->rx_seq || !(l->rx_head & (l->rx.ring_bytes - 1)))
+            return broken(l, err, errlen, "peer rewound its ring while %u messages are held",
+                          l->rx_seq - l->rx_freed);
+        l->rx_head = l->rx_tail = round_up_ring(l->rx_head, l->rx.ring_bytes);
+    }
     if (c->len > l->rx.max_msg)
         return broken(l, err, errlen, "peer message of %u bytes over the limit of %llu", c->len,
                       (unsigned long long)l->rx.max_msg);

@@ -19,8 +19,16 @@
  * then frees those n extents. A sender never has more than the peer's
  * ring_msgs messages or ring_bytes bytes in flight.
  *
+ * Rewind: when every message sent has been credited back, the sender
+ * starts the next one at offset 0 again (flag in the immediate; the
+ * receiver checks it holds nothing and moves its own position the same
+ * way). A request/response link then reuses the same cache-warm bytes
+ * instead of walking the whole ring (flashpool-ringbench: ~4x faster
+ * round trips with 64 MiB rings).
+ *
  * Immediate (32 bits): top 2 bits kind, low 30 bits
- *   DATA:   message sequence number mod 2^30 (checked against the expected)
+ *   DATA:   bit 29 rewind, bits 0..28 message sequence number mod 2^29
+ *           (checked against the expected)
  *   CREDIT: number of messages freed (1 .. in flight)
  * Everything the peer sends is untrusted: a wrong kind, sequence, length,
  * offset, extent or credit count marks the link broken (ring_link.broken,
@@ -46,6 +54,8 @@
 
 #define RING_IMM_DATA 1u
 #define RING_IMM_CREDIT 2u
+#define RING_REWIND (1u << 29)
+#define RING_SEQ_MASK (RING_REWIND - 1)
 #define RING_IMM(kind, v) (((uint32_t)(kind) << 30) | ((uint32_t)(v) & 0x3fffffffu))
 
 /* One completion read from the local completion queue. off is where the

@@ -197,34 +197,76 @@ static void test_wrap_around(void **state) {
     (void)state;
     lb_pair *p = pair_new(4096, 16, 2048);
     char e[200];
-    /* 1000 -> [0,1024), 1500 -> [1024,2560), then 1600 does not fit before
-     * 4096 (2560+1600 > 4096): it wraps to 0 once the first two are freed */
+    /* 1000 -> [0,1024), 1500 -> [1024,2560), 1000 -> [2560,3584); then 1600
+     * does not fit before 4096: the 512-byte tail is skipped and it goes at
+     * 0, once the first two are freed (the third stays held, so no rewind) */
     assert_int_equal(send_fill(&p->a, 1000, 1), 0);
     assert_int_equal(p->a.last_off, 0);
     assert_int_equal(send_fill(&p->a, 1500, 2), 0);
     assert_int_equal(p->a.last_off, 1024);
-    assert_int_equal(send_fill(&p->a, 1600, 3), 1);        /* needs pad 1536 + 1600 > free 1536 */
-    assert_int_equal(p->a.writes, 2);                      /* nothing written on "no room" */
-    ring_msg m1 = recv_one(&p->b), m2 = recv_one(&p->b);
+    assert_int_equal(send_fill(&p->a, 1000, 3), 0);
+    assert_int_equal(p->a.last_off, 2560);
+    assert_int_equal(send_fill(&p->a, 1600, 4), 1);        /* pad 512 + 1600 > free 512 */
+    assert_int_equal(p->a.writes, 3);                      /* nothing written on "no room" */
+    ring_msg m1 = recv_one(&p->b), m2 = recv_one(&p->b), m3 = recv_one(&p->b);
     assert_ptr_equal(m1.data, p->b.ring);
     assert_int_equal(m1.len, 1000);
     assert_ptr_equal(m2.data, p->b.ring + 1024);
     assert_int_equal(m2.len, 1500);
+    assert_ptr_equal(m3.data, p->b.ring + 2560);
     assert_int_equal(ring_release(&p->b.link, m1.token, e, sizeof e), 0);
     assert_int_equal(ring_release(&p->b.link, m2.token, e, sizeof e), 0);
     assert_int_equal(ring_progress(&p->a.link, e, sizeof e), 0);  /* credits in */
-    assert_int_equal(send_fill(&p->a, 1600, 3), 0);
+    assert_int_equal(send_fill(&p->a, 1600, 4), 0);
     assert_int_equal(p->a.last_off, 0);                    /* wrapped: never straddles */
-    ring_msg m3 = recv_one(&p->b);
-    assert_ptr_equal(m3.data, p->b.ring);
-    assert_int_equal(m3.len, 1600);
-    for (size_t i = 0; i < m3.len; i++) assert_int_equal(m3.data[i], 3);
-    /* the pad counts as used until the wrapped message is freed */
-    assert_int_equal(p->a.link.tx_head - p->a.link.tx_tail, (4096 - 2560) + 1600);
+    ring_msg m4 = recv_one(&p->b);
+    assert_ptr_equal(m4.data, p->b.ring);
+    assert_int_equal(m4.len, 1600);
+    for (size_t i = 0; i < m4.len; i++) assert_int_equal(m4.data[i], 4);
+    for (size_t i = 0; i < m3.len; i++) assert_int_equal(m3.data[i], 3);   /* untouched */
+    /* the skipped tail counts as used until the wrapped message is freed */
+    assert_int_equal(p->a.link.tx_head - p->a.link.tx_tail, 1024 + 512 + 1600);
+    assert_int_equal(ring_release(&p->b.link, m4.token, e, sizeof e), 0);
+    assert_int_equal(ring_progress(&p->a.link, e, sizeof e), 0);
+    assert_int_equal(p->a.link.tx_head - p->a.link.tx_tail, 1024 + 512 + 1600);   /* m3 still held */
     assert_int_equal(ring_release(&p->b.link, m3.token, e, sizeof e), 0);
     assert_int_equal(ring_progress(&p->a.link, e, sizeof e), 0);
     assert_int_equal(p->a.link.tx_head, p->a.link.tx_tail);
     assert_int_equal(p->a.link.tx_head, 4096 + 1600);
+    pair_free(p);
+}
+
+/* With everything credited back, the next message starts at offset 0 again. */
+static void test_rewind(void **state) {
+    (void)state;
+    lb_pair *p = pair_new(4096, 16, 2048);
+    char e[200];
+    for (int i = 0; i < 50; i++) {                         /* request/response: always offset 0 */
+        assert_int_equal(send_fill(&p->a, 100 + (size_t)i, (uint8_t)i), 0);
+        assert_int_equal(p->a.last_off, 0);
+        ring_msg m = recv_one(&p->b);
+        assert_ptr_equal(m.data, p->b.ring);
+        assert_int_equal(m.data[0], i);
+        assert_int_equal(ring_release(&p->b.link, m.token, e, sizeof e), 0);
+        assert_int_equal(ring_progress(&p->a.link, e, sizeof e), 0);
+    }
+    /* two in flight: the second follows the first, no rewind */
+    assert_int_equal(send_fill(&p->a, 100, 1), 0);
+    assert_int_equal(send_fill(&p->a, 100, 2), 0);
+    assert_int_equal(p->a.last_off, 128 + 4096 * 0);
+    ring_msg m1 = recv_one(&p->b), m2 = recv_one(&p->b);
+    assert_ptr_equal(m2.data, p->b.ring + 128);
+    assert_int_equal(ring_release(&p->b.link, m2.token, e, sizeof e), 0);
+    assert_int_equal(ring_release(&p->b.link, m1.token, e, sizeof e), 0);
+    assert_false(p->b.link.broken);
+    pair_free(p);
+
+    /* a peer rewinding while we still hold a message is refused */
+    p = pair_new(4096, 16, 2048);
+    assert_int_equal(send_fill(&p->a, 100, 1), 0);
+    p->b.q[p->b.qt++ % LBQ] = (ring_cqe){RING_IMM(RING_IMM_DATA, RING_REWIND | 1), 10, 0};
+    assert_int_equal(ring_progress(&p->b.link, e, sizeof e), -1);
+    assert_non_null(strstr(p->b.link.why, "rewound"));
     pair_free(p);
 }
 
@@ -644,6 +686,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake),
         cmocka_unit_test(test_wrap_around),
+        cmocka_unit_test(test_rewind),
         cmocka_unit_test(test_credit_exhaustion),
         cmocka_unit_test(test_out_of_order_release),
         cmocka_unit_test(test_oversize_refused),
