@@ -442,8 +442,9 @@ static void disarm(shm_t *t) {
 /* ---- the transport ------------------------------------------------------------ */
 
 static int conn_recv(shm_t *t, shm_conn *c, tp_msg *m, char *err, size_t errlen) {
-    if (c->dead) return 0;
-    if (ring_progress(&c->link, err, errlen)) {
+    /* a connector still hands out what arrived before its peer died */
+    if (c->dead && (t->listen || !ring_pending(&c->link))) return 0;
+    if (!c->dead && ring_progress(&c->link, err, errlen)) {
         conn_kill(t, c, c->link.why);
         return -1;
     }
@@ -555,6 +556,7 @@ static int shm_poll_items(transport *tb, zmq_pollitem_t *items, int max) {
         atomic_thread_fence(memory_order_seq_cst);
         const uint32_t prod = atomic_load_explicit(&((shm_ctl *)c->own)->prod, memory_order_acquire);
         if (!c->dead && (prod != c->own_cons || ring_pending(&c->link))) wake = 1;
+        if (c->dead && !t->listen) wake = 1;    /* the error is "receivable" */
     }
     if (wake) {
         const uint64_t one = 1;

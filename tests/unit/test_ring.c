@@ -564,8 +564,12 @@ static void test_shm_echo_and_peer_killed(void **state) {
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     tp_msg m;
+    assert_int_equal(transport_wait_any(&t, 1, GUARD_MS, NULL, e, sizeof e), 1);
     assert_int_equal(transport_recv(t, &m, GUARD_MS, e, sizeof e), -1);
     assert_non_null(strstr(e, "closed"));
+    /* and it stays reported: a waiter is woken for the error every time */
+    assert_int_equal(transport_wait_any(&t, 1, GUARD_MS, NULL, e, sizeof e), 1);
+    assert_int_equal(transport_recv(t, &m, 0, e, sizeof e), -1);
     struct iovec iov = {buf, 10};
     assert_int_equal(transport_send(t, NULL, &iov, 1, 0, e, sizeof e), -1);
     free(buf);
