@@ -15,6 +15,10 @@
  *   [[error]]       two tokens, then a backend error
  *   [[slow MS]]     (with any of the above) sleep MS per generated token
  *   [[think-dsml]]  a DSML block inside the reasoning, then plain text
+ *   [[call NAME KEY=VALUE]]  a DSML call of tool NAME with one string parameter
+ *                   KEY=VALUE (VALUE runs to "]]"), so real agents (tests/agents)
+ *                   get a call their own tool accepts; no quotes in the syntax
+ *                   because some clients (opencode) JSON-escape the user's text
  *   a tool result   "The tool said: <its text>" (when the turn holds <tool_result>)
  * When the prompt ends with <think>, the reply starts with the reasoning
  * "Thinking it over." closed by </think>. Generation ends as if EOS was sampled.
@@ -81,6 +85,23 @@ static char *first_tool_name(const char *prompt) {
     return name;
 }
 
+/* "[[call NAME KEY=VALUE]]" at p: appends the DSML call; false when malformed
+ * (then the caller falls through to the other directives). */
+static bool script_call(const char *p, const char *D, strbuf *out) {
+    p += strlen("[[call ");
+    const char *sp = strchr(p, ' '), *eq = sp ? strchr(sp + 1, '=') : NULL;
+    const char *end = eq ? strstr(eq, "]]") : NULL;
+    if (!end || sp == p || sp - p > 128 || eq == sp + 1 || memchr(sp + 1, ']', (size_t)(eq - sp - 1)))
+        return false;
+    sb_printf(out,
+              "Running the tool.\n\n<%stool_calls>\n<%sinvoke name=\"%.*s\">\n"
+              "<%sparameter name=\"%.*s\" string=\"true\">%.*s</%sparameter>\n"
+              "</%sinvoke>\n</%stool_calls>",
+              D, D, (int)(sp - p), p, D, (int)(eq - sp - 1), sp + 1, (int)(end - eq - 1), eq + 1, D, D,
+              D);
+    return true;
+}
+
 static void build_script(const char *prompt, strbuf *out, int *error_after, int *delay_ms) {
     const char *U = cr_special_str(CR_SP_USER), *A = cr_special_str(CR_SP_ASSISTANT);
     const char *think = cr_special_str(CR_SP_THINK), *think_end = cr_special_str(CR_SP_THINK_END);
@@ -105,6 +126,9 @@ static void build_script(const char *prompt, strbuf *out, int *error_after, int 
     const char *D = cr_special_str(CR_SP_DSML);
     if (!turn) {
         sb_puts(out, "Hello from the scripted backend.");
+    } else if ((p = strstr(turn, "[[call ")) != NULL && !strstr(turn, "<tool_result>") &&
+               script_call(p, D, out)) {
+        /* done: the call */
     } else if (strstr(turn, "[[tool]]")) {
         char *name = first_tool_name(prompt);
         sb_printf(out,
