@@ -596,8 +596,8 @@ transport *transport_rdma_open(const char *endpoint, int as_listener, const tran
     struct ibv_device **devs = ibv_get_device_list(&ndev);
     if (devs) ibv_free_device_list(devs);
     if (ndev <= 0) {
-        snprintf(err, errlen, "%s: no RDMA device on this host (ibv_get_device_list found none); use tcp:// or, on "
-                 "one host, shm://", endpoint);
+        snprintf(err, errlen, "no RDMA device on this host (ibv_get_device_list found none); use tcp:// or, on one "
+                 "host, shm://");
         return NULL;
     }
     struct addrinfo *ai = NULL;
