@@ -9,7 +9,7 @@
 #   tool run  the prompt makes the model emit a DSML tool call (apiserve: the
 #             scripted backend's [[call NAME KEY=VALUE]] directive; serve: the
 #             TEST-ONLY --test-script token source), the agent runs
-#             `echo <marker>`, sends the result back, and the model answers.
+#             `printf %s_%s fpmark PID` (prints the marker fpmark_PID), sends the result back, and the model answers.
 #             Checked: exit 0, a generation with calls=1 in the server log,
 #             a later request, and the marker inside that later request
 #             (apiserve echoes the tool result into the answer; serve: the
@@ -71,7 +71,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-MARK="flashpool-tool-ok-$$"
+# The tool prints MARK; its command line CMD does not contain MARK, so finding
+# MARK in a follow-up prompt proves the tool's output was sent back.
+MARK="fpmark_$$"
+CMD="printf %s_%s fpmark $$"
 D=$'\xef\xbd\x9c''DSML'$'\xef\xbd\x9c'
 THINK_END='</think>'
 
@@ -134,7 +137,7 @@ client_run() {
     claude) cmd=(env "${px[@]}" ANTHROPIC_BASE_URL="http://127.0.0.1:$PORT" ANTHROPIC_AUTH_TOKEN=dummy
                  ANTHROPIC_MODEL=deepseek-v4-flash CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1
                  CLAUDE_CODE_ATTRIBUTION_HEADER=0
-                 "$BIN/claude" -p "$prompt" --allowedTools "Bash(echo $MARK)" --output-format stream-json --verbose) ;;
+                 "$BIN/claude" -p "$prompt" --allowedTools "Bash($CMD)" --output-format stream-json --verbose) ;;
     codex) cmd=(env "${px[@]}" CODEX_HOME="$h/.codex" LOCAL_API_KEY=dummy
                 "$BIN/codex" exec --skip-git-repo-check "$prompt") ;;
     opencode) cmd=(env "${px[@]}" OPENCODE_DISABLE_MODELS_FETCH=1 OPENCODE_DISABLE_AUTOUPDATE=1
@@ -156,7 +159,7 @@ write_script() {   # write_script FILE TOOL KEY
 
 <${D}tool_calls>
 <${D}invoke name=\"$2\">
-<${D}parameter name=\"$3\" string=\"true\">echo $MARK</${D}parameter>
+<${D}parameter name=\"$3\" string=\"true\">$CMD</${D}parameter>
 </${D}invoke>
 </${D}tool_calls>"
   { echo "$call"; echo "%%"; [ "$1" != "${1%opencode/script.txt}" ] && { echo "$call"; echo "%%"; }
@@ -198,8 +201,8 @@ for kind in $SERVERS; do
     server_start "$kind" "$dir" || { row "$kind" "$c" "$ver" "$ENDPOINT" "-" "-" "server did not start"; total_fail=$((total_fail + 1)); continue; }
     # --- tool run (first: the scripted replies go to the first requests)
     h="$dir/home-tool"; mkdir -p "$h"; client_setup "$c" "$h"
-    if [ "$kind" = apiserve ]; then prompt="Run the shell command echo $MARK and tell me what it printed. [[call $TOOL $KEY=echo $MARK]]"
-    else prompt="Run the shell command echo $MARK and tell me what it printed."; fi
+    if [ "$kind" = apiserve ]; then prompt="Run the shell command $CMD and tell me what it printed. [[call $TOOL $KEY=$CMD]]"
+    else prompt="Run the shell command $CMD and tell me what it printed."; fi
     client_run "$c" "$h" "$prompt" "$dir/tool"; trc=$?
     ncall=$(grep -c ' gen .* calls=[1-9]' "$dir/server.log")
     nreq_tool=$(grep -c "POST $ENDPOINT" "$dir/server.log")
