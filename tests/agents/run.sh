@@ -23,18 +23,23 @@
 #   --clients "claude codex opencode pi"   subset to run
 #   --timeout S                    per agent run (default 120 apiserve, 900 serve)
 #   --keep                         keep the work dir (logs, homes) and print it
+#   --full                         serve: Claude Code with its full default prompt too
+#                                  (~58k tiny-model tokens, ~25 min of prefill on 2
+#                                  cores); by default it gets --tools Bash and a
+#                                  one-line --system-prompt there (~3k tokens)
 # Env: FP_VECTORS (default ../shared/vectors), FP_THREADS (serve, default 2).
 set -uo pipefail
 B=build
 [ $# -gt 0 ] && [ "${1#-}" = "$1" ] && { B=$1; shift; }
-SERVERS="" CLIENTS="claude codex opencode pi" TMO="" KEEP=""
+SERVERS="" CLIENTS="claude codex opencode pi" TMO="" KEEP="" FULL=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --server) SERVERS=$2; shift 2 ;;
     --clients) CLIENTS=$2; shift 2 ;;
     --timeout) TMO=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --full) FULL=1; shift ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "agents: unknown option $1 (see --help)"; exit 2 ;;
   esac
 done
@@ -137,7 +142,10 @@ client_run() {
     claude) cmd=(env "${px[@]}" ANTHROPIC_BASE_URL="http://127.0.0.1:$PORT" ANTHROPIC_AUTH_TOKEN=dummy
                  ANTHROPIC_MODEL=deepseek-v4-flash CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1
                  CLAUDE_CODE_ATTRIBUTION_HEADER=0
-                 "$BIN/claude" -p "$prompt" --allowedTools "Bash($CMD)" --output-format stream-json --verbose) ;;
+                 "$BIN/claude" -p "$prompt" --allowedTools "Bash($CMD)" --output-format stream-json --verbose)
+            # The tiny model's 512-token vocabulary makes Claude Code's default
+            # prompt ~58k tokens: too slow to prefill on the real engine here.
+            [ "$LEAN" = 1 ] && cmd+=(--tools Bash --system-prompt "You are a test agent. Use the Bash tool when asked to run a command.") ;;
     codex) cmd=(env "${px[@]}" CODEX_HOME="$h/.codex" LOCAL_API_KEY=dummy
                 "$BIN/codex" exec --skip-git-repo-check "$prompt") ;;
     opencode) cmd=(env "${px[@]}" OPENCODE_DISABLE_MODELS_FETCH=1 OPENCODE_DISABLE_AUTOUPDATE=1
@@ -183,6 +191,7 @@ row() { results+=("$(printf '%-9s %-9s %-10s %-22s %-6s %-6s %s' "$@")"); }
 total_fail=0
 
 for kind in $SERVERS; do
+  LEAN=0
   if [ "$kind" = apiserve ]; then
     [ -x "$APISERVE" ] || { echo "agents: $APISERVE missing (run make)"; total_fail=$((total_fail + 1)); continue; }
     TIMEOUT=${TMO:-120}
@@ -190,6 +199,7 @@ for kind in $SERVERS; do
     "$FP" serve --help 2>/dev/null | grep -q -- --test-script ||
       { echo "agents: $FP serve (with --test-script) missing"; total_fail=$((total_fail + 1)); continue; }
     TIMEOUT=${TMO:-900}
+    [ -z "$FULL" ] && LEAN=1
   fi
   for c in $CLIENTS; do
     client_info "$c"
@@ -234,6 +244,7 @@ for kind in $SERVERS; do
     server_stop
     t1=$(date +%s)
     [ -z "$tnote" ] && tnote="$nreq requests, $((t1 - t0)) s"
+    [ "$c" = claude ] && [ "$LEAN" = 1 ] && tnote+=" (--tools Bash, short --system-prompt)"
     [ "$tool_ok" = yes ] && [ "$text_ok" = yes ] || {
       total_fail=$((total_fail + 1))
       echo "  FAIL $kind/$c: $tnote"
