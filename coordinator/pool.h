@@ -54,12 +54,31 @@ typedef struct pool_opts {
 
 void pool_opts_default(pool_opts *o);
 
+/* Latency histogram with fixed upper bounds (ms), for /metrics
+ * (coordinator/metrics.h). count[i] is NOT cumulative: observations in
+ * (bound[i-1], bound[i]]; count[POOL_HIST_N] is above the last bound. */
+#define POOL_HIST_N 12
+#define POOL_HIST_BOUNDS_MS {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000}
+typedef struct pool_hist {
+    uint64_t count[POOL_HIST_N + 1];
+    double sum_ms;
+} pool_hist;
+void pool_hist_add(pool_hist *h, double ms);
+
 typedef struct pool_node_stats {
     char name[CLUSTER_NAME_MAX];
     int up;
+    int draining;               /* the node announced a drain: no new work until it rejoins */
     uint64_t dispatches, items, failures, late_dropped, rejoins;
     double rtt_ms;              /* smoothed dispatch round trip, node compute excluded */
     double compute_ms;          /* smoothed node compute per dispatch (as reported) */
+    /* for /metrics */
+    pool_hist rtt_hist;         /* per answered dispatch: round trip minus node compute */
+    pool_hist dispatch_hist;    /* per answered dispatch: DISPATCH sent -> COMBINE received */
+    uint64_t bytes_sent, bytes_recv;    /* frames on the link(s) to this node, all incarnations */
+    uint64_t deadline_misses;   /* dispatches that got no answer in time */
+    uint64_t failover_replica;  /* its failed groups re-sent to another holder */
+    uint64_t failover_local;    /* its failed groups computed on this machine */
 } pool_node_stats;
 
 typedef struct pool_stats {

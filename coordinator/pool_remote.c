@@ -30,6 +30,14 @@ typedef struct rnode {
     double compute_ms_item;     /* node compute per item */
     double compute_ms;          /* node compute per dispatch */
     uint64_t dispatches, items, failures, rejoins, late_closed;
+    /* for /metrics (pool_node_stats) */
+    pool_hist rtt_hist, dispatch_hist;
+    uint64_t bytes_out_closed, bytes_in_closed;     /* of links already closed */
+    uint64_t deadline_misses, fo_replica, fo_local;
+    /* The node announced a drain (ERROR_DRAINING without a request id): no
+     * new work goes to it; once nothing of ours is in flight there it is
+     * marked down, and it rejoins only when it accepts HELLO again. */
+    int draining;
 } rnode;
 
 typedef struct rreq {
@@ -69,6 +77,14 @@ struct pool_remote {
 
 static const char *node_name(const pool *p, int n) { return p->o.cl->nodes[n].name; }
 
+void pool_hist_add(pool_hist *h, double ms) {
+    static const double bound[POOL_HIST_N] = POOL_HIST_BOUNDS_MS;
+    int i = 0;
+    while (i < POOL_HIST_N && ms > bound[i]) i++;
+    h->count[i]++;
+    h->sum_ms += ms;
+}
+
 /* ---- link state ------------------------------------------------------------ */
 
 static void fail_node_reqs(pool *p, int n) {
@@ -86,6 +102,8 @@ static void close_link(pool *p, int n) {
     node_client_counters c;
     node_client_get_counters(nd->nc, &c);
     nd->late_closed += c.late_dropped;
+    nd->bytes_out_closed += c.bytes_out;
+    nd->bytes_in_closed += c.bytes_in;
     node_client_close(nd->nc);
     nd->nc = NULL;
 }
@@ -161,6 +179,8 @@ static void on_result(pool *p, int n, node_event *ev) {
     nd->net_ms = EWMA(nd->net_ms, net);
     nd->compute_ms = EWMA(nd->compute_ms, comp);
     nd->compute_ms_item = EWMA(nd->compute_ms_item, comp / (q->n_items > 0 ? q->n_items : 1));
+    pool_hist_add(&nd->dispatch_hist, ev->rtt_ms);
+    pool_hist_add(&nd->rtt_hist, net);
 }
 
 /* One event from node n, whatever its state. */
@@ -183,6 +203,7 @@ static void on_event(pool *p, int n, node_event *ev) {
         nd->state_since = pool_now();      /* progress resets the load timeout */
         if (!ev->finished) break;
         nd->state = RN_UP;
+        nd->draining = 0;
         if (nd->ever_up) {
             nd->rejoins++;
             pool_logf(p, "node %s rejoined (%d experts)", node_name(p, n), nd->n_assign);
@@ -193,6 +214,13 @@ static void on_event(pool *p, int n, node_event *ev) {
         on_result(p, n, ev);
         break;
     case NODE_EV_ERROR: {
+        if (!ev->request_id && ev->code == NODE_ERR_DRAINING && nd->state == RN_UP) {
+            /* announced drain: in-flight work may still finish (service_nodes
+             * marks it down once idle) */
+            if (!nd->draining) pool_logf(p, "node %s is draining: no new work goes to it", node_name(p, n));
+            nd->draining = 1;
+            break;
+        }
         const int i = ev->request_id ? find_req(p->rem, n, ev->request_id) : -1;
         if (ev->request_id && (i < 0 || p->rem->reqs[i].state != RQ_INFLIGHT)) break;   /* late */
         snprintf(why, sizeof why, "%s: %s", node_error_name(ev->code), ev->message);
@@ -240,6 +268,7 @@ static void service_nodes(pool *p) {
             node_connect(p, n, err, sizeof err);
         } else if (nd->state == RN_UP && nd->nc && node_client_outstanding(nd->nc) == 0) {
             drain_events(p, n);                 /* errors / stray frames between layers */
+            if (nd->state == RN_UP && nd->draining) node_down(p, n, 0, "drained (the node asked)");
         }
     }
 }
@@ -365,7 +394,7 @@ int pool_remote_pick(pool *p, xgroup *g) {
     for (int k = 0; k < cnt; k++) {
         if (g->tried & (1u << k)) continue;
         const rnode *nd = &r->nodes[list[k]];
-        if (nd->state != RN_UP) continue;
+        if (nd->state != RN_UP || nd->draining) continue;
         /* Replicas: the least loaded in this layer; ties go to the first listed. */
         if (best < 0 || nd->layer_items < r->nodes[list[best]].layer_items) best = k;
     }
@@ -487,9 +516,15 @@ static int reroute(pool *p) {
         const int failed = g->req >= 0 ? r->reqs[g->req].state == RQ_FAILED : r->nodes[g->node].state != RN_UP;
         if (!failed) continue;
         moved++;
-        r->nodes[g->node].layer_items -= g->count;
-        if (pool_remote_pick(p, g) == 0) p->st.fallback_items += (uint64_t)g->count;
-        else pool_make_local(p, g);
+        rnode *from = &r->nodes[g->node];
+        from->layer_items -= g->count;
+        if (pool_remote_pick(p, g) == 0) {
+            p->st.fallback_items += (uint64_t)g->count;
+            from->fo_replica++;
+        } else {
+            pool_make_local(p, g);
+            from->fo_local++;
+        }
     }
     return moved;
 }
@@ -533,6 +568,7 @@ int pool_remote_collect(pool *p, char *err, size_t errlen) {
                 char why[160];
                 snprintf(why, sizeof why, "no COMBINE for request %llu within %.0f ms", (unsigned long long)q->id,
                          (q->deadline - q->t_sent) * 1e3);
+                r->nodes[q->node].deadline_misses++;
                 node_down(p, q->node, 1, why);
             }
         } else {
@@ -591,6 +627,20 @@ void pool_remote_node_stats(pool *p) {
             node_client_counters c;
             node_client_get_counters(nd->nc, &c);
             s->late_dropped += c.late_dropped;
+        }
+        s->draining = nd->draining;
+        s->rtt_hist = nd->rtt_hist;
+        s->dispatch_hist = nd->dispatch_hist;
+        s->bytes_sent = nd->bytes_out_closed;
+        s->bytes_recv = nd->bytes_in_closed;
+        s->deadline_misses = nd->deadline_misses;
+        s->failover_replica = nd->fo_replica;
+        s->failover_local = nd->fo_local;
+        if (nd->nc) {
+            node_client_counters c;
+            node_client_get_counters(nd->nc, &c);
+            s->bytes_sent += c.bytes_out;
+            s->bytes_recv += c.bytes_in;
         }
         s->rtt_ms = nd->net_ms > 0 ? nd->net_ms : 0;
         s->compute_ms = nd->compute_ms > 0 ? nd->compute_ms : 0;

@@ -9,11 +9,12 @@
 #include <time.h>
 #include "node_server.h"
 
-static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop, g_drain;
 
 static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
+    if (sig == SIGUSR1) g_drain = 1;
+    else if (sig == SIGUSR2) g_drain = 0;
+    else g_stop = 1;
 }
 
 static void log_stderr(void *ud, const char *msg) {
@@ -49,6 +50,8 @@ static void usage(FILE *f) {
             "  -q, --quiet             no log lines (fatal errors are still printed)\n"
             "  -h, --help              this help\n"
             "\n"
+            "SIGUSR1 drains the node (coordinators route around it; the dispatch in hand\n"
+            "finishes), SIGUSR2 ends the drain (coordinators rejoin at their next probe).\n"
             "Stops cleanly on SIGTERM/SIGINT or a SHUTDOWN message from a coordinator.\n",
             NODE_MAX_LISTEN);
 }
@@ -128,6 +131,7 @@ int main(int argc, char **argv) {
     if (o.n_listen == 0) o.listen[o.n_listen++] = "tcp://127.0.0.1:5601";
     o.log = quiet ? NULL : log_stderr;
     o.stop = &g_stop;
+    o.drain = &g_drain;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -135,6 +139,8 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     char err[512];

@@ -48,6 +48,7 @@ struct node_server {
     peer_state peers[MAX_PEERS];
     uint64_t tick;
     int draining, shutdown;
+    int drain_sig;                  /* operator drain (opts.drain) in effect */
     /* compute scratch, grown as needed */
     float *out;
     size_t out_cap;
@@ -231,6 +232,11 @@ __attribute__((format(printf, 3, 4))) static void reply_error(ctx_msg *c, int co
 
 static void on_hello(ctx_msg *c, peer_state *p, const Fp__Hello *h) {
     node_server *s = c->s;
+    if (s->drain_sig) {
+        p->hello_ok = 0;
+        reply_error(c, FP__ERROR__CODE__ERROR_DRAINING, "node is drained by its operator; try again later");
+        return;
+    }
     if (h->proto_version != FRAME_VERSION) {
         reply_error(c, FP__ERROR__CODE__ERROR_VERSION, "coordinator speaks protocol version %u, this node %d",
                     h->proto_version, FRAME_VERSION);
@@ -418,7 +424,7 @@ static void on_dispatch(ctx_msg *c, peer_state *p, const frame_view *v) {
         reply_error(c, FP__ERROR__CODE__ERROR_NOT_READY, "send HELLO with a matching model fingerprint first");
         return;
     }
-    if (s->draining) {
+    if (s->draining || s->drain_sig) {
         reply_error(c, FP__ERROR__CODE__ERROR_DRAINING, "node is draining");
         return;
     }
@@ -503,9 +509,34 @@ static void handle(node_server *s, int tidx, tp_msg *m) {
     }
 }
 
+/* Operator drain toggled: tell every coordinator that said HELLO (an
+ * ERROR_DRAINING with request id 0), forget their HELLO so they must
+ * rejoin after the drain ends. */
+static void check_drain(node_server *s) {
+    const int want = s->o.drain && *s->o.drain;
+    if (want == s->drain_sig) return;
+    s->drain_sig = want;
+    if (!want) {
+        logf_(s, "drain ended: coordinators may rejoin");
+        return;
+    }
+    int told = 0;
+    for (int i = 0; i < MAX_PEERS; i++) {
+        peer_state *p = &s->peers[i];
+        if (!p->last_used || !p->hello_ok) continue;
+        char e[256];
+        if (control_send_error(s->t[p->tidx], &p->id, 0, FP__ERROR__CODE__ERROR_DRAINING,
+                               "node is drained by its operator", REPLY_MS, e, sizeof e) == 0)
+            told++;
+        p->hello_ok = 0;
+    }
+    logf_(s, "draining: told %d coordinator(s); refusing DISPATCH and HELLO until the drain ends", told);
+}
+
 int node_server_run(node_server *s, char *err, size_t errlen) {
     for (int i = 0; i < s->n_t; i++) logf_(s, "listening on %s", transport_endpoint(s->t[i]));
     while (!s->shutdown && !(s->o.stop && *s->o.stop)) {
+        check_drain(s);
         /* wait (bounded, so a stop request is seen), then take one message
          * from each ready transport in turn */
         char e[256];

@@ -34,6 +34,13 @@ typedef struct node_server_opts {
     /* Set (from a signal handler) to stop: the frame being handled is
      * finished and answered, then node_server_run returns 0. */
     volatile sig_atomic_t *stop;
+    /* Set (from a signal handler; NULL = none) while the operator wants this
+     * node drained: the dispatch in hand finishes, every coordinator that
+     * said HELLO gets an unsolicited ERROR_DRAINING (request id 0) so it
+     * routes around this node, and new DISPATCH and HELLO are refused with
+     * ERROR_DRAINING. Clearing it lets coordinators rejoin at their next
+     * probe. See docs/resilience.md. */
+    volatile sig_atomic_t *drain;
 } node_server_opts;
 
 void node_server_opts_default(node_server_opts *o);
