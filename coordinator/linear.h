@@ -24,6 +24,23 @@ typedef struct linear_ctx {
 void linear_rows(const linear_ctx *lc, const tensor_view *w, int64_t row0, int64_t rows,
                  const float *x, int64_t x_stride, float *y, int64_t y_stride, int n_tok);
 
+/* One projection of a fused group: rows [row0, row0+rows) of w applied to
+ * n_tok input rows. Q8_0 weights take x (quantised here; tasks with the same
+ * x, stride and width share one quantisation) or an already quantised xq. */
+typedef struct linear_task {
+    const tensor_view *w;
+    int64_t row0, rows;
+    const float *x;
+    int64_t x_stride;
+    const block_q8_0a *xq;   /* optional, Q8_0 weights only */
+    float *y;
+    int64_t y_stride;
+} linear_task;
+
+/* Runs every task in one pass over the thread pool (one wake-up instead of
+ * one per projection). Same bits as running them one by one. */
+void linear_multi(const linear_ctx *lc, const linear_task *tasks, int n_tasks, int n_tok);
+
 /* Convenience: all rows, one token. */
 void linear(const linear_ctx *lc, const tensor_view *w, const float *x, float *y);
 
