@@ -97,6 +97,9 @@ typedef struct pool_stats {
      * difference is what the network and protocol cost per layer */
     uint64_t decode_remote_layers;
     double decode_layer_rt_s, decode_node_compute_s;
+    /* the longest one layer waited for its remote work, failover (replica
+     * or local compute) included: the worst stall a node fault caused */
+    double max_layer_wait_s;
     expert_cache_stats cache;
     int n_nodes;
     pool_node_stats *nodes;         /* [n_nodes], owned by the pool, valid until the next call */

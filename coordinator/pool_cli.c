@@ -162,7 +162,14 @@ const fwd_observer *pool_cli_observer(const pool_setup *s) { return s->tw ? &s->
 
 int pool_cli_close(pool_setup *s, FILE *f) {
     int rc = 0;
-    if (s->p && s->print_stats) pool_print_stats(s->p, f);
+    if (s->p && s->print_stats) {
+        pool_print_stats(s->p, f);
+        pool_stats st;
+        pool_get_stats(s->p, &st);
+        if (st.n_nodes > 0)
+            fprintf(f, "pool: worst layer stall %.1f ms (one layer waiting for nodes, failover included)\n",
+                    st.max_layer_wait_s * 1e3);
+    }
     char err[512];
     if (routing_trace_close(s->tw, err, sizeof err)) {
         fprintf(f, "flashpool: %s\n", err);

@@ -222,7 +222,9 @@ static void on_event(pool *p, int n, node_event *ev) {
             break;
         }
         const int i = ev->request_id ? find_req(p->rem, n, ev->request_id) : -1;
-        if (ev->request_id && (i < 0 || p->rem->reqs[i].state != RQ_INFLIGHT)) break;   /* late */
+        /* late (already failed over); while joining, any refusal (e.g. a
+         * drained node answering HELLO) ends this attempt */
+        if (nd->state == RN_UP && ev->request_id && (i < 0 || p->rem->reqs[i].state != RQ_INFLIGHT)) break;
         snprintf(why, sizeof why, "%s: %s", node_error_name(ev->code), ev->message);
         node_down(p, n, 0, why);
         break;
@@ -597,6 +599,7 @@ int pool_remote_collect(pool *p, char *err, size_t errlen) {
     }
     const double t1 = pool_now();
     p->st.remote_wait_s += t1 - t0;
+    if (t1 - t0 > p->st.max_layer_wait_s) p->st.max_layer_wait_s = t1 - t0;
     if (had_remote) {
         p->st.remote_layers++;
         p->st.layer_rt_s += t1 - r->layer_t0;

@@ -209,5 +209,9 @@ else
   fi
 fi
 
+# ---- fault, drain and CurveZMQ tests (kill -9, SIGSTOP, SIGUSR1 drain, link
+# down/up, wrong keys; worst stalls printed): tests/pool/faults.sh ----------
+if bash "$ROOT/tests/pool/faults.sh" "$B"; then ok "tests/pool/faults.sh"; else bad "tests/pool/faults.sh"; fi
+
 echo "pool: $pass passed, $fail failed ($(( $(date +%s) - T0 )) s)"
 [ "$fail" -eq 0 ]
