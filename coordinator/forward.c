@@ -311,23 +311,27 @@ static int attention_sublayer(const engine *e, scratch *s, kv_state *kv, int l, 
     for (int t = 0; t < n; t++) op_rmsnorm(s->a + (size_t)t * E, s->x + (size_t)t * E, w->attn_norm.data, E, hp->rms_eps);
 
     /* Batched projections: low-rank Q, the shared K=V row, compressor inputs. */
-    linear_rows(&e->lc, &w->attn_q_a, 0, hp->q_lora, s->a, E, s->qr, hp->q_lora, n);
+    /* Everything that reads the normed input goes in one pool pass. */
+    linear_task in[6];
+    int n_in = 0;
+#define TASK(W, ROWS, Y) in[n_in++] = (linear_task){.w = (W), .rows = (ROWS), .x = s->a, .x_stride = E, .y = (Y), .y_stride = (ROWS)}
+    TASK(&w->attn_q_a, hp->q_lora, s->qr);
+    TASK(&w->attn_kv, D, s->kv);
+    if (L->ratio) {
+        TASK(&w->comp_kv, L->attn.width, s->ckv);
+        TASK(&w->comp_gate, L->attn.width, s->csc);
+    }
+    if (L->ratio == 4) {
+        TASK(&w->idx_kv, L->idxc.width, s->ikv);
+        TASK(&w->idx_gate, L->idxc.width, s->isc);
+    }
+#undef TASK
+    linear_multi(&e->lc, in, n_in, n);
     for (int t = 0; t < n; t++)
         op_rmsnorm(s->qn + (size_t)t * hp->q_lora, s->qr + (size_t)t * hp->q_lora, w->attn_q_a_norm.data, hp->q_lora, hp->rms_eps);
     linear_rows(&e->lc, &w->attn_q_b, 0, QD, s->qn, hp->q_lora, s->q, QD, n);
     for (int t = 0; t < n; t++) op_headnorm(s->q + (size_t)t * QD, hp->n_head, D, hp->rms_eps);
-    linear_rows(&e->lc, &w->attn_kv, 0, D, s->a, E, s->kv, D, n);
     for (int t = 0; t < n; t++) op_rmsnorm(s->kv + (size_t)t * D, s->kv + (size_t)t * D, w->attn_kv_a_norm.data, D, hp->rms_eps);
-    if (L->ratio) {
-        const int cw = L->attn.width;
-        linear_rows(&e->lc, &w->comp_kv, 0, cw, s->a, E, s->ckv, cw, n);
-        linear_rows(&e->lc, &w->comp_gate, 0, cw, s->a, E, s->csc, cw, n);
-    }
-    if (L->ratio == 4) {
-        const int iw = L->idxc.width;
-        linear_rows(&e->lc, &w->idx_kv, 0, iw, s->a, E, s->ikv, iw, n);
-        linear_rows(&e->lc, &w->idx_gate, 0, iw, s->a, E, s->isc, iw, n);
-    }
 
     /* The recurrence: each token sees the cache exactly as it is at its turn. */
     float crow[1024];
@@ -376,9 +380,15 @@ static int attention_sublayer(const engine *e, scratch *s, kv_state *kv, int l, 
 
     /* Grouped output projection: group g reads heads [g*hpg, (g+1)*hpg). */
     const int G = hp->n_out_group, R = hp->o_lora, gin = D * (hp->n_head / G);
-    for (int g = 0; g < G; g++)
-        linear_rows(&e->lc, &w->attn_output_a, (int64_t)g * R, R, s->heads + (size_t)g * gin, QD,
-                    s->low + (size_t)g * R, (int64_t)G * R, n);
+    linear_task grp[64];
+    for (int g0 = 0; g0 < G; g0 += 64) {
+        const int ng = G - g0 < 64 ? G - g0 : 64;
+        for (int g = g0; g < g0 + ng; g++)
+            grp[g - g0] = (linear_task){.w = &w->attn_output_a, .row0 = (int64_t)g * R, .rows = R,
+                                        .x = s->heads + (size_t)g * gin, .x_stride = QD,
+                                        .y = s->low + (size_t)g * R, .y_stride = (int64_t)G * R};
+        linear_multi(&e->lc, grp, ng, n);
+    }
     linear_rows(&e->lc, &w->attn_output_b, 0, E, s->low, (int64_t)G * R, s->out, E, n);
     hc_post_batch(e, s);
     if (obs && obs->on_hc)
@@ -457,8 +467,11 @@ static int ffn_sublayer(const engine *e, scratch *s, int l, int64_t pos0, const 
     if (e->exec.submit(e->exec.ud, l, n, s->xq, n * U, s->items, s->routed, err, errlen)) return -1;
 
     /* Shared expert while routed experts are in flight elsewhere. */
-    linear_rows(&e->lc, &w->gate_shexp, 0, F, s->a, E, s->sg, F, n);
-    linear_rows(&e->lc, &w->up_shexp, 0, F, s->a, E, s->su, F, n);
+    const linear_task gu[2] = {
+        {.w = &w->gate_shexp, .rows = F, .x = s->a, .x_stride = E, .y = s->sg, .y_stride = F},
+        {.w = &w->up_shexp, .rows = F, .x = s->a, .x_stride = E, .y = s->su, .y_stride = F},
+    };
+    linear_multi(&e->lc, gu, 2, n);
     swiglu_shared(s->sg, s->su, (int64_t)n * F, hp->swiglu_clamp[l]);
     linear_rows(&e->lc, &w->down_shexp, 0, E, s->sg, F, s->shared, E, n);
 
