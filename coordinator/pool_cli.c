@@ -113,6 +113,9 @@ int pool_cli_apply(const pool_cli *c, fp_engine *e, FILE *log, pool_setup *s, ch
     if (c->n_node_keys && c->cluster_file)
         return snprintf(err, errlen, "with --cluster, give node keys as server_key in the file, not --node-key"), -1;
     if (c->curve_secret && c->plain) return snprintf(err, errlen, "--plain and --curve-secret contradict each other"), -1;
+    if (c->plain && nn)     /* printed even with -q: the operator should not forget it */
+        fprintf(stderr, "flashpool: warning: --plain: node links are neither authenticated nor encrypted "
+                        "(trusted networks only; see flashpool-keygen for CurveZMQ)\n");
     if (c->curve_secret && zmq_curve_public(s->curve_public, c->curve_secret) != 0)
         return snprintf(err, errlen, "--curve-secret is not a valid Z85 CurveZMQ secret key"), -1;
     if (!nn && (c->placement || c->save_placement))

@@ -47,6 +47,8 @@ static void usage(FILE *f) {
             "                          encryption; coordinators need the matching public key\n"
             "      --allow-client KEY  CurveZMQ: accept only this coordinator public key\n"
             "                          (repeatable; default with --curve-secret: any key)\n"
+            "      --plain             no CurveZMQ (trusted networks and tests only; without\n"
+            "                          --curve-secret links are plain anyway, with a warning)\n"
             "  -q, --quiet             no log lines (fatal errors are still printed)\n"
             "  -h, --help              this help\n"
             "\n"
@@ -60,14 +62,15 @@ int main(int argc, char **argv) {
     node_server_opts o;
     node_server_opts_default(&o);
     const char *allowed[64];
-    int n_allowed = 0, quiet = 0;
-    enum { OPT_RAM = 256, OPT_CRC, OPT_CURVE_SECRET, OPT_ALLOW };
+    int n_allowed = 0, quiet = 0, plain = 0;
+    enum { OPT_RAM = 256, OPT_CRC, OPT_CURVE_SECRET, OPT_ALLOW, OPT_PLAIN };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},   {"listen", required_argument, 0, 'l'},
         {"threads", required_argument, 0, 't'}, {"name", required_argument, 0, 'n'},
         {"ram-mb", required_argument, 0, OPT_RAM}, {"crc", no_argument, 0, OPT_CRC},
         {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
         {"allow-client", required_argument, 0, OPT_ALLOW},
+        {"plain", no_argument, 0, OPT_PLAIN},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -109,6 +112,7 @@ int main(int argc, char **argv) {
             }
             allowed[n_allowed++] = optarg;
             break;
+        case OPT_PLAIN: plain = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -126,6 +130,21 @@ int main(int argc, char **argv) {
         fprintf(stderr, "flashpool-node: --allow-client needs --curve-secret\n");
         return 2;
     }
+    if (plain && o.tp.curve_secret) {
+        fprintf(stderr, "flashpool-node: --plain and --curve-secret contradict each other\n");
+        return 2;
+    }
+    /* Plain links carry model activations unauthenticated: say so loudly
+     * unless the operator asked for it (then once, quietly suppressible). */
+    if (!o.tp.curve_secret && !plain)
+        fprintf(stderr, "flashpool-node: WARNING: no --curve-secret: links are plain (no authentication, no "
+                        "encryption; any host that reaches the port can use this node). Give --curve-secret "
+                        "(flashpool-keygen) or pass --plain to confirm a trusted network.\n");
+    else if (plain && !quiet)
+        fprintf(stderr, "flashpool-node: warning: --plain: links are not authenticated or encrypted\n");
+    else if (o.tp.curve_secret && !n_allowed && !quiet)
+        fprintf(stderr, "flashpool-node: warning: no --allow-client: any coordinator with a CURVE key pair may "
+                        "connect (links are still encrypted)\n");
     o.tp.allowed_clients = allowed;
     o.tp.n_allowed_clients = n_allowed;
     if (o.n_listen == 0) o.listen[o.n_listen++] = "tcp://127.0.0.1:5601";

@@ -111,6 +111,9 @@ same "kill -9 mid-run (replicas)" "$O.kill.log" "$O.kill.f32"
 fell_back "$O.kill.log" || bad "kill -9: no failover happened" "$O.kill.log"
 rejoined "$O.kill.log" && ok "kill -9: restarted node rejoined" || bad "kill -9: no rejoin" "$O.kill.log"
 stall "kill -9" "$O.kill.log"
+grep -q "warning: --plain" "$O.kill.log" && ok "coordinator warns about --plain" || bad "no --plain warning" "$O.kill.log"
+grep -q "WARNING: no --curve-secret" "$OUT/node-a.log" && ok "node warns about plain links" \
+  || bad "node: no plain-link warning" "$OUT/node-a.log"
 
 # ---- SIGSTOP for 1 s, no replicas: deadline miss -> disk, late answers dropped, rejoin
 coord "$O.stop.log" "$O.stop.f32" --plain --node "$E1" --node "$E2" "${FLT[@]}" &
