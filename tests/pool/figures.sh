@@ -104,10 +104,11 @@ seq 1000 1063 > "$O/tokens.txt"
   END {printf "  tensors: dense %.1f MiB (of which token_embd %.1f MiB, read only row by row through the mmap), routed experts %.1f MiB\n", (d+t)/1048576, t/1048576, e/1048576}'
 coord_mem() {  # label, extra args...
   local label="$1"; shift
-  /usr/bin/time -f '%M' -o "$O/time.out" "$BIN/flashpool" -q -m "$M" --tokens "$O/tokens.txt" -n 16 --greedy \
+  /usr/bin/time -f '%M' -o "$O/time.out" "$BIN/flashpool" -m "$M" --tokens "$O/tokens.txt" -n 16 --greedy \
     -t "$COORD_T" --ctx 256 --pool-stats "$@" > "$O/coord.out" 2> "$O/coord.log" \
     || { echo "figures.sh: coordinator run '$label' failed:" >&2; cat "$O/coord.log" >&2; exit 1; }
   echo "  coordinator, $label: max RSS $(mib "$(tail -1 "$O/time.out")") MiB"
+  grep -o 'weights mapped.*' "$O/coord.log" | head -1 | sed 's/^/    /' || true
 }
 coord_mem "all experts remote, no cache" --plain --node "$E1" --node "$E2"
 coord_mem "all experts remote, --expert-cache-mb 64" --plain --node "$E1" --node "$E2" --expert-cache-mb 64
