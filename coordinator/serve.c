@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "errmsg.h"
 #include "kv_cli.h"
+#include "metrics.h"
 #include "pool_cli.h"
 #include "progress.h"
 #include "server.h"
@@ -210,126 +211,65 @@ static void snapshot_pool(void *ud) {
 }
 
 /* ---- /metrics --------------------------------------------------------------
- * The minimal set rendered here (coordinator/metrics.h did not exist when this
- * was written): HTTP requests by endpoint and status class, the queue,
- * backend token counters, the session cache, and the pool as of the end of
- * the last request. */
+ * metrics_render (coordinator/metrics.c) renders the pool (as of the end of
+ * the last request), session cache and server families; the backend's own
+ * counters that it has no family for are appended here. */
 
 static void m_head(strbuf *b, const char *name, const char *type, const char *help) {
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void m_u64(strbuf *b, const char *name, const char *type, const char *help, unsigned long long v) {
-    m_head(b, name, type, help);
+static void m_u64(strbuf *b, const char *name, const char *help, unsigned long long v) {
+    m_head(b, name, "counter", help);
     sb_printf(b, "%s %llu\n", name, v);
 }
 
-static void m_f(strbuf *b, const char *name, const char *type, const char *help, double v) {
-    m_head(b, name, type, help);
+static void m_sec(strbuf *b, const char *name, const char *help, double v) {
+    m_head(b, name, "counter", help);
     sb_printf(b, "%s %.6f\n", name, v);
-}
-
-/* Label values: escape backslash, quote and newline. */
-static void m_label(strbuf *b, const char *v) {
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"') sb_putc(b, '\\');
-        if (*v == '\n') { sb_puts(b, "\\n"); continue; }
-        sb_putc(b, *v);
-    }
 }
 
 static int render_metrics(void *ud, strbuf *b) {
     serve_state *st = ud;
-    pthread_mutex_lock(&st->mu);
-    server *srv = st->srv;
-    pthread_mutex_unlock(&st->mu);
-    if (srv) {
-        server_stats ss;
-        server_stats_get(srv, &ss);
-        m_head(b, "flashpool_http_requests_total", "counter", "Finished HTTP requests by endpoint and status class.");
-        for (int e = 0; e < SRV_EP_COUNT; e++)
-            for (int c = 0; c < SRV_ST_COUNT; c++)
-                sb_printf(b, "flashpool_http_requests_total{endpoint=\"%s\",code=\"%s\"} %llu\n",
-                          server_endpoint_name((server_endpoint)e), server_status_class_name((server_status_class)c),
-                          ss.requests[e][c]);
-        m_u64(b, "flashpool_queue_depth", "gauge", "Generation requests waiting for the engine.", ss.queued);
-        m_u64(b, "flashpool_generation_busy", "gauge", "1 while a generation is running.", ss.busy ? 1 : 0);
-    }
     fp_engine_backend_stats bs;
     fp_backend_engine_stats(st->backend, &bs);
-    m_u64(b, "flashpool_generations_total", "counter", "Generation requests run by the engine.", bs.requests);
-    m_u64(b, "flashpool_generation_errors_total", "counter", "Generations that ended in an error.", bs.errors);
-    m_u64(b, "flashpool_generation_cancelled_total", "counter", "Generations cancelled (client gone, shutdown).",
-          bs.cancelled);
-    m_u64(b, "flashpool_prompt_tokens_total", "counter", "Prompt tokens of all requests.", bs.prompt_tokens);
-    m_u64(b, "flashpool_prompt_tokens_cached_total", "counter", "Prompt tokens reused from KV state.",
-          bs.cached_tokens);
-    m_u64(b, "flashpool_prompt_tokens_evaluated_total", "counter", "Prompt tokens evaluated (prefill).",
-          bs.evaluated_tokens);
-    m_u64(b, "flashpool_completion_tokens_total", "counter", "Generated tokens.", bs.completion_tokens);
-    m_f(b, "flashpool_prefill_seconds_total", "counter", "Time spent in prefill.", bs.prefill_seconds);
-    m_f(b, "flashpool_decode_seconds_total", "counter", "Time spent decoding.", bs.decode_seconds);
-
     session_cache_stats cs;
     session_cache_stats_get(st->cache, &cs);
-    m_u64(b, "flashpool_kv_sessions", "gauge", "Live KV sessions.", (unsigned long long)cs.sessions);
-    m_u64(b, "flashpool_kv_sessions_busy", "gauge", "KV sessions in use by a request.", (unsigned long long)cs.busy);
-    m_u64(b, "flashpool_kv_sessions_max", "gauge", "KV sessions the RAM budget holds.",
-          (unsigned long long)cs.max_sessions);
-    m_u64(b, "flashpool_kv_ram_used_bytes", "gauge", "RAM held by KV sessions and rewind points.", cs.ram_used);
-    m_u64(b, "flashpool_kv_ram_budget_bytes", "gauge", "RAM budget of the KV cache (--kv-ram-mb).", cs.ram_budget);
-    m_head(b, "flashpool_kv_lookups_total", "counter", "Requests by where their KV state came from.");
-    sb_printf(b, "flashpool_kv_lookups_total{source=\"memory\"} %llu\n", (unsigned long long)cs.hit_memory);
-    sb_printf(b, "flashpool_kv_lookups_total{source=\"memory-fork\"} %llu\n", (unsigned long long)cs.hit_fork);
-    sb_printf(b, "flashpool_kv_lookups_total{source=\"memory-rewind\"} %llu\n", (unsigned long long)cs.hit_rewind);
-    sb_printf(b, "flashpool_kv_lookups_total{source=\"disk\"} %llu\n", (unsigned long long)cs.hit_disk);
-    sb_printf(b, "flashpool_kv_lookups_total{source=\"none\"} %llu\n", (unsigned long long)cs.miss);
-    m_u64(b, "flashpool_kv_evictions_total", "counter", "KV sessions evicted from RAM.", cs.evictions);
-    m_u64(b, "flashpool_kv_saves_total", "counter", "KV checkpoints written to disk.", cs.saves);
-    m_u64(b, "flashpool_kv_tokens_cached_total", "counter", "Tokens served from KV state.", cs.tokens_cached);
-    m_u64(b, "flashpool_kv_tokens_evaluated_total", "counter", "Tokens evaluated by the engine.", cs.tokens_evaluated);
 
+    server_stats ss;
+    memset(&ss, 0, sizeof ss);
     pthread_mutex_lock(&st->mu);
-    if (st->have_pst) {
-        const pool_stats *p = &st->pst;
-        m_head(b, "flashpool_pool_expert_items_total", "counter", "Routed expert items by where they ran.");
-        sb_printf(b, "flashpool_pool_expert_items_total{where=\"cache\"} %llu\n", (unsigned long long)p->items_cached);
-        sb_printf(b, "flashpool_pool_expert_items_total{where=\"disk\"} %llu\n", (unsigned long long)p->items_disk);
-        sb_printf(b, "flashpool_pool_expert_items_total{where=\"remote\"} %llu\n", (unsigned long long)p->items_remote);
-        m_u64(b, "flashpool_pool_fallback_items_total", "counter", "Items not run where the placement put them.",
-              p->fallback_items);
-        m_u64(b, "flashpool_pool_redispatches_total", "counter", "Dispatches re-sent to a replica.", p->redispatches);
-        m_u64(b, "flashpool_pool_cache_hits_total", "counter", "Hot-expert cache hits.", p->cache.hits);
-        m_u64(b, "flashpool_pool_cache_lookups_total", "counter", "Hot-expert cache lookups.", p->cache.lookups);
-        m_u64(b, "flashpool_pool_cache_bytes", "gauge", "Hot-expert cache bytes used.", p->cache.bytes_used);
-        if (p->n_nodes > 0) {
-            m_head(b, "flashpool_pool_node_up", "gauge", "1 when the expert node is up.");
-            for (int i = 0; i < p->n_nodes; i++) {
-                sb_puts(b, "flashpool_pool_node_up{node=\"");
-                m_label(b, p->nodes[i].name);
-                sb_printf(b, "\"} %d\n", p->nodes[i].up ? 1 : 0);
-            }
-            m_head(b, "flashpool_pool_node_dispatches_total", "counter", "Dispatches sent to the node.");
-            for (int i = 0; i < p->n_nodes; i++) {
-                sb_puts(b, "flashpool_pool_node_dispatches_total{node=\"");
-                m_label(b, p->nodes[i].name);
-                sb_printf(b, "\"} %llu\n", (unsigned long long)p->nodes[i].dispatches);
-            }
-            m_head(b, "flashpool_pool_node_failures_total", "counter", "Failed dispatches of the node.");
-            for (int i = 0; i < p->n_nodes; i++) {
-                sb_puts(b, "flashpool_pool_node_failures_total{node=\"");
-                m_label(b, p->nodes[i].name);
-                sb_printf(b, "\"} %llu\n", (unsigned long long)p->nodes[i].failures);
-            }
-            m_head(b, "flashpool_pool_node_rtt_ms", "gauge", "Smoothed dispatch round trip (node compute excluded).");
-            for (int i = 0; i < p->n_nodes; i++) {
-                sb_puts(b, "flashpool_pool_node_rtt_ms{node=\"");
-                m_label(b, p->nodes[i].name);
-                sb_printf(b, "\"} %.3f\n", p->nodes[i].rtt_ms);
-            }
-        }
-    }
+    if (st->srv) server_stats_get(st->srv, &ss);   /* srv outlives this call: see serve_main's shutdown */
     pthread_mutex_unlock(&st->mu);
+    metrics_request_count rq[SERVER_STATS_MAX];
+    for (int i = 0; i < ss.n_requests; i++)
+        rq[i] = (metrics_request_count){server_endpoint_name(ss.requests[i].endpoint), ss.requests[i].status,
+                                        ss.requests[i].count};
+    metrics_server ms = {
+        .prompt_tokens = bs.prompt_tokens, .generated_tokens = bs.completion_tokens,
+        .prefill_tok_s = bs.last_prefill_tok_s, .decode_tok_s = bs.last_decode_tok_s,
+        .queue_depth = (int)ss.queued, .in_flight = ss.busy ? 1 : 0, .requests = rq, .n_requests = ss.n_requests,
+    };
+
+    char err[128];
+    char *text = NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&st->mu);   /* the pool snapshot */
+    metrics_inputs in = {.pool = st->have_pst ? &st->pst : NULL, .sessions = &cs, .server = &ms};
+    const int rc = metrics_render(&in, &text, &len, err, sizeof err);
+    pthread_mutex_unlock(&st->mu);
+    if (rc) return -1;
+    sb_append(b, text, len);
+    free(text);
+
+    m_u64(b, "flashpool_generations_total", "Generation requests run by the engine.", bs.requests);
+    m_u64(b, "flashpool_generation_errors_total", "Generations that ended in an error.", bs.errors);
+    m_u64(b, "flashpool_generation_cancelled_total", "Generations cancelled (client gone, shutdown).", bs.cancelled);
+    m_u64(b, "flashpool_prompt_tokens_cached_total", "Prompt tokens reused from KV state (usage cached tokens).",
+          bs.cached_tokens);
+    m_u64(b, "flashpool_prompt_tokens_evaluated_total", "Prompt tokens evaluated by prefill.", bs.evaluated_tokens);
+    m_sec(b, "flashpool_prefill_seconds_total", "Time spent in prefill.", bs.prefill_seconds);
+    m_sec(b, "flashpool_decode_seconds_total", "Time spent decoding.", bs.decode_seconds);
     return b->oom ? -1 : 0;
 }
 

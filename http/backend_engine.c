@@ -165,6 +165,8 @@ static int engine_generate(fp_backend *b, const fp_gen_request *req, const fp_ge
     eb->st.cached_tokens += res->cached_tokens;
     eb->st.evaluated_tokens += req->n_prompt - res->cached_tokens;
     eb->st.prefill_seconds += t1 - t0;
+    if (prc == 0 && req->n_prompt > res->cached_tokens && t1 > t0)
+        eb->st.last_prefill_tok_s = (double)(req->n_prompt - res->cached_tokens) / (t1 - t0);
     pthread_mutex_unlock(&eb->mu);
     if (prc < 0) {
         session_cache_release(eb->o.cache, s, 0);
@@ -246,6 +248,7 @@ static int engine_generate(fp_backend *b, const fp_gen_request *req, const fp_ge
     pthread_mutex_lock(&eb->mu);
     eb->st.completion_tokens += res->completion_tokens;
     eb->st.decode_seconds += t2 - t1;
+    if (res->completion_tokens > 0 && t2 > t1) eb->st.last_decode_tok_s = (double)res->completion_tokens / (t2 - t1);
     if (res->finish == FP_FINISH_ERROR) eb->st.errors++;
     if (res->finish == FP_FINISH_CANCEL) eb->st.cancelled++;
     pthread_mutex_unlock(&eb->mu);

@@ -46,6 +46,8 @@ typedef struct fp_engine_backend_stats {
     uint64_t requests, errors, cancelled;
     uint64_t prompt_tokens, cached_tokens, evaluated_tokens, completion_tokens;
     double prefill_seconds, decode_seconds;
+    double last_prefill_tok_s;  /* rate of the last request that evaluated prompt tokens */
+    double last_decode_tok_s;   /* rate of the last request that generated tokens */
     int scripted_left;          /* TEST-ONLY replies not used yet */
 } fp_engine_backend_stats;
 

@@ -36,7 +36,8 @@ struct server {
     struct MHD_Daemon *d;
     int port;
     pthread_mutex_t stats_mu;    /* guards requests (connection threads finish concurrently) */
-    unsigned long long requests[SRV_EP_COUNT][SRV_ST_COUNT];
+    server_request_count requests[SERVER_STATS_MAX];
+    int n_requests;
 };
 
 typedef struct conn {
@@ -498,15 +499,22 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!cs) return;
     (void)c;
     server_endpoint ep = SRV_EP_OTHER;
-    if (!strcmp(cs->path, "/v1/chat/completions")) ep = SRV_EP_CHAT;
-    else if (!strcmp(cs->path, "/v1/completions")) ep = SRV_EP_COMPLETIONS;
-    else if (!strcmp(cs->path, "/v1/responses")) ep = SRV_EP_RESPONSES;
-    else if (!strcmp(cs->path, "/v1/messages")) ep = SRV_EP_MESSAGES;
-    const server_status_class sc = cs->status >= 200 && cs->status < 300 ? SRV_ST_2XX
-                                   : cs->status >= 400 && cs->status < 500 ? SRV_ST_4XX
-                                   : cs->status >= 500 && cs->status < 600 ? SRV_ST_5XX : SRV_ST_OTHER;
+    for (int e = 0; e < SRV_EP_OTHER; e++) {
+        const char *p = server_endpoint_name((server_endpoint)e);
+        const size_t pl = strlen(p);
+        /* exact path, or with a trailing slash; /v1/models/{id} counts as /v1/models */
+        if (!strncmp(cs->path, p, pl) &&
+            (!cs->path[pl] || !strcmp(cs->path + pl, "/") || (e == SRV_EP_MODELS && cs->path[pl] == '/'))) {
+            ep = (server_endpoint)e;
+            break;
+        }
+    }
     pthread_mutex_lock(&s->stats_mu);
-    s->requests[ep][sc]++;
+    int k = 0;
+    while (k < s->n_requests && !(s->requests[k].endpoint == ep && s->requests[k].status == cs->status)) k++;
+    if (k == s->n_requests && k < SERVER_STATS_MAX)
+        s->requests[s->n_requests++] = (server_request_count){ep, cs->status, 0};
+    if (k < s->n_requests) s->requests[k].count++;
     pthread_mutex_unlock(&s->stats_mu);
     logf_(s, "%s %s %d %.3fs%s", cs->method, cs->path, cs->status, now_s() - cs->t0,
           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
@@ -612,19 +620,17 @@ void server_close(server *s) {
 }
 
 const char *server_endpoint_name(server_endpoint e) {
-    static const char *const N[SRV_EP_COUNT] = {"chat_completions", "completions", "responses", "messages", "other"};
+    static const char *const N[SRV_EP_COUNT] = {
+        "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens",
+        "/v1/models", "/health", "/metrics", "other"};
     return (unsigned)e < SRV_EP_COUNT ? N[e] : "other";
-}
-
-const char *server_status_class_name(server_status_class c) {
-    static const char *const N[SRV_ST_COUNT] = {"2xx", "4xx", "5xx", "other"};
-    return (unsigned)c < SRV_ST_COUNT ? N[c] : "other";
 }
 
 void server_stats_get(server *s, server_stats *st) {
     memset(st, 0, sizeof *st);
     pthread_mutex_lock(&s->stats_mu);
     memcpy(st->requests, s->requests, sizeof st->requests);
+    st->n_requests = s->n_requests;
     pthread_mutex_unlock(&s->stats_mu);
     st->queued = gen_queue_queued(s->eng);
     st->busy = gen_queue_busy(s->eng);

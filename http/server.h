@@ -51,18 +51,25 @@ int server_port(const server *s);
 void server_close(server *s);
 
 /* Server-side counters for /metrics: finished HTTP requests by endpoint and
- * status class, and the engine queue right now. */
+ * status code, and the engine queue right now. Endpoints are a fixed set
+ * (unknown paths count as "other") so the label cardinality stays bounded. */
 typedef enum server_endpoint {
-    SRV_EP_CHAT = 0, SRV_EP_COMPLETIONS, SRV_EP_RESPONSES, SRV_EP_MESSAGES, SRV_EP_OTHER, SRV_EP_COUNT
+    SRV_EP_CHAT = 0, SRV_EP_COMPLETIONS, SRV_EP_RESPONSES, SRV_EP_MESSAGES, SRV_EP_COUNT_TOKENS,
+    SRV_EP_MODELS, SRV_EP_HEALTH, SRV_EP_METRICS, SRV_EP_OTHER, SRV_EP_COUNT
 } server_endpoint;
-typedef enum server_status_class { SRV_ST_2XX = 0, SRV_ST_4XX, SRV_ST_5XX, SRV_ST_OTHER, SRV_ST_COUNT } server_status_class;
+#define SERVER_STATS_MAX 64          /* distinct (endpoint, status) pairs kept */
+typedef struct server_request_count {
+    server_endpoint endpoint;
+    int status;                      /* HTTP status code */
+    unsigned long long count;
+} server_request_count;
 typedef struct server_stats {
-    unsigned long long requests[SRV_EP_COUNT][SRV_ST_COUNT];
-    size_t queued;               /* requests waiting for the engine worker */
-    bool busy;                   /* a generation is running */
+    server_request_count requests[SERVER_STATS_MAX];
+    int n_requests;
+    size_t queued;                   /* requests waiting for the engine worker */
+    bool busy;                       /* a generation is running */
 } server_stats;
-const char *server_endpoint_name(server_endpoint e);       /* "chat_completions", ... */
-const char *server_status_class_name(server_status_class c); /* "2xx", ... */
+const char *server_endpoint_name(server_endpoint e);   /* "/v1/chat/completions", ..., "other" */
 void server_stats_get(server *s, server_stats *st);
 
 #endif

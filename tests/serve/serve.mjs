@@ -224,13 +224,19 @@ async function phaseMain() {
     const text = await m.text();
     check('(g) /metrics 200 text/plain', m.status === 200 && (m.headers.get('content-type') || '').startsWith('text/plain'));
     const num = (re) => { const x = re.exec(text); return x ? Number(x[1]) : NaN; };
-    const chat2xx = num(/^flashpool_http_requests_total\{endpoint="chat_completions",code="2xx"\} (\d+)/m);
-    const chat4xx = num(/^flashpool_http_requests_total\{endpoint="chat_completions",code="4xx"\} (\d+)/m);
-    check('(g) request counters', chat2xx >= 7 && chat4xx >= 1, `2xx ${chat2xx} 4xx ${chat4xx}`);
+    const chat200 = num(/^flashpool_http_requests_total\{endpoint="\/v1\/chat\/completions",code="200"\} (\d+)/m);
+    const chat400 = num(/^flashpool_http_requests_total\{endpoint="\/v1\/chat\/completions",code="400"\} (\d+)/m);
+    check('(g) request counters by endpoint and status', chat200 >= 7 && chat400 >= 1, `200: ${chat200}, 400: ${chat400}`);
     const cached = num(/^flashpool_prompt_tokens_cached_total (\d+)/m);
     check('(g) cached prompt token counter', cached > 0, `${cached}`);
+    const sess = num(/^flashpool_session_tokens_cached_total (\d+)/m);
+    check('(g) session cache families', sess > 0, `${sess}`);
+    // Every family is declared once (a valid exposition).
+    const types = [...text.matchAll(/^# TYPE (\S+) /gm)].map((x) => x[1]);
+    check('(g) no duplicate metric families', types.length > 20 && new Set(types).size === types.length,
+      `${types.length} families`);
     // The experts ran on the two nodes (a pool, not the local executor).
-    const disp = [...text.matchAll(/^flashpool_pool_node_dispatches_total\{node="[^"]*"\} (\d+)/gm)].map((x) => Number(x[1]));
+    const disp = [...text.matchAll(/^flashpool_node_dispatches_total\{node="[^"]*"\} (\d+)/gm)].map((x) => Number(x[1]));
     check('(g) both expert nodes served dispatches', disp.length === 2 && disp.every((d) => d > 0), `${disp}`);
   });
 }
