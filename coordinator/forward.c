@@ -254,44 +254,81 @@ typedef struct {
     const unsigned char *allowed;   /* NULL = all compressed rows */
 } attn_job;
 
+/* Lanes of a block of heads. Each lane keeps its own accumulator and adds
+ * the products in index order, so a lane's result is exactly the scalar
+ * `acc += q[i] * k[i]` loop (mul then add, no contraction): vectorising
+ * across heads, not within a dot, changes no bits. */
+#define ATT_HB 16
+typedef float att_v __attribute__((vector_size(ATT_HB * sizeof(float))));
+
 static void attn_worker(void *vctx, int ith, int nth) {
     const attn_job *j = vctx;
-    const int D = j->hp->head_dim, S = j->hp->n_swa;
+    const int D = j->hp->head_dim, S = j->hp->n_swa, NH = j->hp->n_head;
     const float kq_scale = 1.0f / sqrtf((float)D);
     const int n_total = j->n_raw + j->n_comp;
-    float *score = malloc((size_t)(n_total > 0 ? n_total : 1) * sizeof(float));
-    if (!score) abort();
-    for (int h = j->hp->n_head * ith / nth; h < j->hp->n_head * (ith + 1) / nth; h++) {
-        const float *qh = j->q + (size_t)h * D;
-        float mx = j->sinks[h];
-        for (int r = 0; r < j->n_raw; r++) {
-            const int64_t p = j->pos - j->n_raw + 1 + r;     /* oldest first */
-            score[r] = dot_f32(qh, j->raw + (size_t)(p % S) * D, D) * kq_scale;
-            if (score[r] > mx) mx = score[r];
+    const int n_blocks = (NH + ATT_HB - 1) / ATT_HB;
+    const int b0 = n_blocks * ith / nth, b1 = n_blocks * (ith + 1) / nth;
+    if (b0 >= b1) return;
+    /* score[h][r] for the block, and the block's q transposed to [D][ATT_HB]. */
+    float *score = malloc((size_t)(n_total > 0 ? n_total : 1) * ATT_HB * sizeof(float));
+    att_v *qt = aligned_alloc(64, (size_t)D * sizeof(att_v));
+    if (!score || !qt) abort();
+    for (int blk = b0; blk < b1; blk++) {
+        const int h0 = blk * ATT_HB, nh = NH - h0 < ATT_HB ? NH - h0 : ATT_HB;
+        for (int i = 0; i < D; i++) {
+            att_v v = {0};
+            for (int h = 0; h < nh; h++) v[h] = j->q[(size_t)(h0 + h) * D + i];
+            qt[i] = v;
         }
-        for (int r = 0; r < j->n_comp; r++) {
-            float *sr = &score[j->n_raw + r];
-            if (j->allowed && !j->allowed[r]) {
-                *sr = FP_NEG_INF;
-                continue;
-            }
-            *sr = dot_f32(qh, j->comp + (size_t)r * D, D) * kq_scale;
-            if (*sr > mx) mx = *sr;
-        }
-        float *oh = j->heads + (size_t)h * D;
-        memset(oh, 0, (size_t)D * sizeof(float));
-        float denom = expf(j->sinks[h] - mx);
         for (int r = 0; r < n_total; r++) {
-            if (r >= j->n_raw && score[r] <= FP_NEG_INF * 0.5f) continue;
-            const int64_t p = j->pos - j->n_raw + 1 + r;
-            const float *kv = r < j->n_raw ? j->raw + (size_t)(p % S) * D : j->comp + (size_t)(r - j->n_raw) * D;
-            const float wgt = expf(score[r] - mx);
-            denom += wgt;
-            for (int i = 0; i < D; i++) oh[i] += wgt * kv[i];
+            const float *k;
+            if (r < j->n_raw) {
+                const int64_t p = j->pos - j->n_raw + 1 + r;     /* oldest first */
+                k = j->raw + (size_t)(p % S) * D;
+            } else if (j->allowed && !j->allowed[r - j->n_raw]) {
+                for (int h = 0; h < nh; h++) score[(size_t)h * n_total + r] = FP_NEG_INF;
+                continue;
+            } else {
+                k = j->comp + (size_t)(r - j->n_raw) * D;
+            }
+            att_v acc = {0};
+            for (int i = 0; i < D; i++) acc += qt[i] * k[i];
+            for (int h = 0; h < nh; h++) score[(size_t)h * n_total + r] = acc[h] * kq_scale;
         }
-        const float inv = 1.0f / denom;
-        for (int i = 0; i < D; i++) oh[i] *= inv;
+        for (int h = 0; h < nh; h++) {
+            const int hh = h0 + h;
+            float *sc = score + (size_t)h * n_total;
+            float mx = j->sinks[hh];
+            for (int r = 0; r < n_total; r++)
+                if (sc[r] > mx) mx = sc[r];
+            float *oh = j->heads + (size_t)hh * D;
+            memset(oh, 0, (size_t)D * sizeof(float));
+            float denom = expf(j->sinks[hh] - mx);
+            for (int r = 0; r < n_total; r++) {
+                if (r >= j->n_raw && sc[r] <= FP_NEG_INF * 0.5f) continue;
+                const int64_t p = j->pos - j->n_raw + 1 + r;
+                const float *kv = r < j->n_raw ? j->raw + (size_t)(p % S) * D : j->comp + (size_t)(r - j->n_raw) * D;
+                const float wgt = expf(sc[r] - mx);
+                denom += wgt;
+                int i = 0;
+                if (D % ATT_HB == 0) {
+                    att_v wv = {0};
+                    wv += wgt;
+                    for (; i < D; i += ATT_HB) {
+                        att_v o, k;
+                        memcpy(&o, oh + i, sizeof o);
+                        memcpy(&k, kv + i, sizeof k);
+                        o += wv * k;
+                        memcpy(oh + i, &o, sizeof o);
+                    }
+                }
+                for (; i < D; i++) oh[i] += wgt * kv[i];
+            }
+            const float inv = 1.0f / denom;
+            for (int i = 0; i < D; i++) oh[i] *= inv;
+        }
     }
+    free(qt);
     free(score);
 }
 
@@ -372,7 +409,7 @@ static int attention_sublayer(const engine *e, scratch *s, kv_state *kv, int l, 
             .raw = L->raw, .pos = pos, .n_raw = (int)(pos + 1 < hp->n_swa ? pos + 1 : hp->n_swa),
             .comp = L->comp, .n_comp = L->ratio ? L->n_comp : 0, .allowed = allowed,
         };
-        if (e->lc.tp && hp->n_head >= 2) threadpool_run(e->lc.tp, attn_worker, &aj);
+        if (e->lc.tp && hp->n_head > ATT_HB) threadpool_run(e->lc.tp, attn_worker, &aj);
         else attn_worker(&aj, 0, 1);
         /* Undo the rotation on the aggregated values before projecting out. */
         op_rope_tail(s->heads + (size_t)t * QD, hp->n_head, D, pos, &rp, 1);
