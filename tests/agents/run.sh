@@ -68,13 +68,15 @@ fi
 BIN="$here/node_modules/.bin"
 
 OUT=$(mktemp -d /tmp/fp-agents.XXXXXX)
-SPID=
+SPID= CPID=
 cleanup() {
+  [ -n "$CPID" ] && kill -TERM "$CPID" 2>/dev/null   # timeout passes it on to the agent
   [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
   wait 2>/dev/null
   if [ -n "$KEEP" ]; then echo "agents: work dir kept: $OUT"; else rm -rf "$OUT"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # The tool prints MARK; its command line CMD does not contain MARK, so finding
 # MARK in a follow-up prompt proves the tool's output was sent back.
@@ -152,8 +154,12 @@ client_run() {
                    "$BIN/opencode" run --model local/deepseek-v4-flash "$prompt") ;;
     pi) cmd=(env "${px[@]}" PI_OFFLINE=1 "$BIN/pi" -p --provider local --model deepseek-v4-flash "$prompt") ;;
   esac
-  (cd "$h/work" && timeout -k 5 "$TIMEOUT" "${cmd[@]}" </dev/null >"$o.stdout" 2>"$o.stderr")
+  # In the background + wait, so an INT/TERM trap runs at once and can stop it.
+  (cd "$h/work" && exec timeout -k 5 "$TIMEOUT" "${cmd[@]}" </dev/null >"$o.stdout" 2>"$o.stderr") &
+  CPID=$!
+  wait "$CPID"
   rc=$?
+  CPID=
   return $rc
 }
 
