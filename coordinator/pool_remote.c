@@ -485,13 +485,16 @@ static int dispatch_node(pool *p, int n, char *err, size_t errlen) {
     }
     const uint64_t id = ++r->next_id & 0x7fffffffffffffffull;
     char sub[256];
+    /* Stamp before sending: on a busy host this thread can be preempted
+     * right after the send, and a later stamp made the layer's round trip
+     * look shorter than the node's own reported compute. */
+    const double now = pool_now();
     if (node_client_dispatch(nd->nc, id, p->layer, ntok, p->E, rows, n_items, r->witems, sub, sizeof sub)) {
         char why[320];
         snprintf(why, sizeof why, "DISPATCH failed: %s", sub);
         node_down(p, n, 0, why);
         return 1;
     }
-    const double now = pool_now();
     const int ri = r->n_reqs++;
     r->reqs[ri] = (rreq){.id = id, .node = n, .state = RQ_INFLIGHT, .item0 = r->n_wire, .n_items = n_items,
                          .t_sent = now, .deadline = now + deadline_ms(p, nd, n_items) * 1e-3};
