@@ -494,10 +494,13 @@ int node_client_dispatch(node_client *c, uint64_t request_id, int layer, int n_t
     struct iovec iov[3];
     int ni = frame_build_dispatch(hdr, iov, request_id, layer, n_tokens, n_embd, xq, n_items, items, c->o.with_crc);
     char e[256];
+    /* Stamped before the send: a preemption right after it (2 busy cores)
+     * must not make the round trip look shorter than the node's compute. */
+    const double t_send = now_s();
     int r = transport_send(c->t, NULL, iov, ni, 0, e, sizeof e);
     if (r == 1) return fail(err, errlen, "node %s: send queue full (node not keeping up or gone)", c->endpoint);
     if (r < 0) return fail(err, errlen, "node %s: %s", c->endpoint, e);
-    *slot = (outstanding){request_id, layer, n_items, n_embd, now_s()};
+    *slot = (outstanding){request_id, layer, n_items, n_embd, t_send};
     c->n_out++;
     c->ctr.dispatches++;
     for (int i = 0; i < ni; i++) c->ctr.bytes_out += iov[i].iov_len;
