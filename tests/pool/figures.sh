@@ -59,9 +59,11 @@ echo "  (columns: transport,endpoint,wait,n_embd,tokens,items,dispatch_bytes,com
 
 # ---- 2. decode tok/s: single-process vs 2 nodes on loopback.
 P1=$(free_port); P2=$(free_port)
+NODE_PLAIN=()   # newer nodes want --plain to confirm a trusted network
+"$BIN/flashpool-node" --help | grep -q -- '--plain' && NODE_PLAIN=(--plain)
 E1="tcp://127.0.0.1:$P1"; E2="tcp://127.0.0.1:$P2"
-"$BIN/flashpool-node" -m "$M" -l "$E1" -t "$NODE_T" -n n1 > "$O/n1.log" 2>&1 & PIDS+=($!); N1=$!
-"$BIN/flashpool-node" -m "$M" -l "$E2" -t "$NODE_T" -n n2 > "$O/n2.log" 2>&1 & PIDS+=($!); N2=$!
+"$BIN/flashpool-node" -m "$M" -l "$E1" -t "$NODE_T" -n n1 "${NODE_PLAIN[@]}" > "$O/n1.log" 2>&1 & PIDS+=($!); N1=$!
+"$BIN/flashpool-node" -m "$M" -l "$E2" -t "$NODE_T" -n n2 "${NODE_PLAIN[@]}" > "$O/n2.log" 2>&1 & PIDS+=($!); N2=$!
 sleep 1
 BENCH=("$BIN/flashpool-bench" -m "$M" --frontiers 64 --gen "$GEN" --chunk 64 --membw-mb 64)
 echo
