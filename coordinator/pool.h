@@ -115,6 +115,12 @@ pool *pool_open(const model *m, threadpool *tp, const quant_kernels *k, const po
 void pool_close(pool *p);
 expert_exec pool_exec(pool *p);
 void pool_get_stats(pool *p, pool_stats *st);
+/* Between requests (same thread as the engine, never during a forward):
+ * heartbeats idle nodes (a silent one is marked down), probes down nodes
+ * and finishes rejoins, so node state is current when the next request
+ * starts and nodes see a live coordinator. A server should call it about
+ * once a second while idle; during generation every layer does this. */
+void pool_tick(pool *p);
 /* A short human summary of pool_get_stats. */
 void pool_print_stats(pool *p, FILE *f);
 

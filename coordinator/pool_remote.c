@@ -38,6 +38,9 @@ typedef struct rnode {
      * new work goes to it; once nothing of ours is in flight there it is
      * marked down, and it rejoins only when it accepts HELLO again. */
     int draining;
+    /* liveness between layers/requests: when the node last said anything,
+     * and when we last sent it a heartbeat */
+    double last_heard, last_hb;
 } rnode;
 
 typedef struct rreq {
@@ -72,6 +75,12 @@ struct pool_remote {
  * not reachable); loading experts may take much longer and is bounded by
  * connect_timeout_s of no progress instead. */
 #define HELLO_TIMEOUT_S 10.0
+
+/* An idle up node is sent a heartbeat this often; one that has said
+ * nothing (no answer, no heartbeat reply) for HB_DEAD_S is marked down,
+ * so a dead node is noticed between requests, not at the next deadline. */
+#define HB_EVERY_S 1.0
+#define HB_DEAD_S 5.0
 
 #define EWMA(v, x) ((v) < 0 ? (x) : 0.8 * (v) + 0.2 * (x))
 
@@ -248,8 +257,31 @@ static void drain_events(pool *p, int n) {
             node_down(p, n, 0, why);
             return;
         }
+        nd->last_heard = pool_now();
         on_event(p, n, &ev);
         if (ev.kind == NODE_EV_RESULT && nd->nc) node_client_release(nd->nc, &ev);
+    }
+}
+
+/* Idle up node: heartbeat it now and then; mark it down when it has been
+ * silent too long (it answers heartbeats, so silence means dead or cut off). */
+static void heartbeat(pool *p, int n, double now) {
+    rnode *nd = &p->rem->nodes[n];
+    if (nd->last_heard < nd->state_since) nd->last_heard = nd->state_since;
+    if (nd->last_hb > nd->last_heard && now - nd->last_heard > HB_DEAD_S) {
+        char why[160];
+        snprintf(why, sizeof why, "silent for %.1f s (no heartbeat reply)", now - nd->last_heard);
+        node_down(p, n, 0, why);
+        return;
+    }
+    if (now - nd->last_hb < HB_EVERY_S || now - nd->last_heard < HB_EVERY_S) return;
+    char err[256];
+    uint64_t seq;
+    nd->last_hb = now;
+    if (node_client_heartbeat_send(nd->nc, &seq, err, sizeof err)) {
+        char why[320];
+        snprintf(why, sizeof why, "heartbeat not sent: %s", err);
+        node_down(p, n, 0, why);
     }
 }
 
@@ -271,8 +303,13 @@ static void service_nodes(pool *p) {
         } else if (nd->state == RN_UP && nd->nc && node_client_outstanding(nd->nc) == 0) {
             drain_events(p, n);                 /* errors / stray frames between layers */
             if (nd->state == RN_UP && nd->draining) node_down(p, n, 0, "drained (the node asked)");
+            if (nd->state == RN_UP) heartbeat(p, n, now);
         }
     }
+}
+
+void pool_tick(pool *p) {
+    if (p && p->rem && !p->active) service_nodes(p);
 }
 
 /* ---- open / close ---------------------------------------------------------- */

@@ -49,6 +49,9 @@ static void usage(FILE *f) {
             "                          (repeatable; default with --curve-secret: any key)\n"
             "      --plain             no CurveZMQ (trusted networks and tests only; without\n"
             "                          --curve-secret links are plain anyway, with a warning)\n"
+            "      --peer-timeout-s N  a coordinator silent this long is taken for dead and must\n"
+            "                          HELLO again (default 60; 0 = never; coordinators\n"
+            "                          heartbeat idle links every second)\n"
             "  -q, --quiet             no log lines (fatal errors are still printed)\n"
             "  -h, --help              this help\n"
             "\n"
@@ -63,7 +66,8 @@ int main(int argc, char **argv) {
     node_server_opts_default(&o);
     const char *allowed[64];
     int n_allowed = 0, quiet = 0, plain = 0;
-    enum { OPT_RAM = 256, OPT_CRC, OPT_CURVE_SECRET, OPT_ALLOW, OPT_PLAIN };
+    enum { OPT_RAM = 256, OPT_CRC, OPT_CURVE_SECRET, OPT_ALLOW, OPT_PLAIN, OPT_PEER_TIMEOUT };
+    o.peer_timeout_s = 60;
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},   {"listen", required_argument, 0, 'l'},
         {"threads", required_argument, 0, 't'}, {"name", required_argument, 0, 'n'},
@@ -71,6 +75,7 @@ int main(int argc, char **argv) {
         {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
         {"allow-client", required_argument, 0, OPT_ALLOW},
         {"plain", no_argument, 0, OPT_PLAIN},
+        {"peer-timeout-s", required_argument, 0, OPT_PEER_TIMEOUT},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -113,6 +118,13 @@ int main(int argc, char **argv) {
             allowed[n_allowed++] = optarg;
             break;
         case OPT_PLAIN: plain = 1; break;
+        case OPT_PEER_TIMEOUT:
+            o.peer_timeout_s = strtod(optarg, &end);
+            if (*end || !(o.peer_timeout_s >= 0) || o.peer_timeout_s > 86400) {
+                fprintf(stderr, "flashpool-node: --peer-timeout-s wants 0..86400 seconds, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -30,6 +30,7 @@ typedef struct peer_state {
     int tidx;                       /* which listen transport */
     int hello_ok;
     uint64_t last_used;
+    uint64_t last_seen_ns;          /* last frame from it */
 } peer_state;
 
 struct node_server {
@@ -182,6 +183,7 @@ static peer_state *peer_get(node_server *s, int tidx, const tp_peer *id) {
         peer_state *p = &s->peers[i];
         if (p->last_used && p->tidx == tidx && transport_peer_eq(&p->id, id)) {
             p->last_used = ++s->tick;
+            p->last_seen_ns = now_ns();
             return p;
         }
         if (p->last_used < lru->last_used) lru = p;
@@ -192,6 +194,7 @@ static peer_state *peer_get(node_server *s, int tidx, const tp_peer *id) {
     lru->id = *id;
     lru->tidx = tidx;
     lru->last_used = ++s->tick;
+    lru->last_seen_ns = now_ns();
     return lru;
 }
 
@@ -533,10 +536,26 @@ static void check_drain(node_server *s) {
     logf_(s, "draining: told %d coordinator(s); refusing DISPATCH and HELLO until the drain ends", told);
 }
 
+/* Coordinators silent past peer_timeout_s are taken for dead. */
+static void expire_peers(node_server *s) {
+    if (s->o.peer_timeout_s <= 0) return;
+    const uint64_t now = now_ns(), lim = (uint64_t)(s->o.peer_timeout_s * 1e9);
+    for (int i = 0; i < MAX_PEERS; i++) {
+        peer_state *p = &s->peers[i];
+        if (!p->last_used || !p->hello_ok || now - p->last_seen_ns <= lim) continue;
+        char ps[2 * TRANSPORT_PEER_MAX + 1];
+        transport_peer_str(&p->id, ps, sizeof ps);
+        logf_(s, "coordinator %s silent for %.0f s: taken for dead, its HELLO forgotten", ps,
+              (now - p->last_seen_ns) * 1e-9);
+        p->hello_ok = 0;
+    }
+}
+
 int node_server_run(node_server *s, char *err, size_t errlen) {
     for (int i = 0; i < s->n_t; i++) logf_(s, "listening on %s", transport_endpoint(s->t[i]));
     while (!s->shutdown && !(s->o.stop && *s->o.stop)) {
         check_drain(s);
+        expire_peers(s);
         /* wait (bounded, so a stop request is seen), then take one message
          * from each ready transport in turn */
         char e[256];

@@ -41,6 +41,10 @@ typedef struct node_server_opts {
      * ERROR_DRAINING. Clearing it lets coordinators rejoin at their next
      * probe. See docs/resilience.md. */
     volatile sig_atomic_t *drain;
+    /* A coordinator that said HELLO and then nothing (no frame, no
+     * heartbeat) for this long is taken for dead: its HELLO is forgotten
+     * (it must HELLO again; held experts stay). 0 = never. */
+    double peer_timeout_s;
 } node_server_opts;
 
 void node_server_opts_default(node_server_opts *o);

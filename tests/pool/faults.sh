@@ -8,6 +8,7 @@
 #     and the worst stall (the longest one layer waited, failover included:
 #     "pool: worst layer stall" of --pool-stats) is printed and must stay
 #     under FP_STALL_MAX_MS (default 2000);
+#   - the coordinator paused: nodes (--peer-timeout-s) forget it, it rejoins;
 #   - CurveZMQ: right keys give identical logits; a coordinator whose key the
 #     node does not allow, and one that expects another node key, exchange
 #     not a single frame (the node refused none and served none) and fail
@@ -135,6 +136,20 @@ grep -q "draining: told 1 coordinator" "$OUT/node-b.log" && ok "drain: node told
   || bad "drain: node log" "$OUT/node-b.log"
 rejoined "$O.drain.log" && ok "drain: node rejoined after SIGUSR2" || bad "drain: no rejoin" "$O.drain.log"
 stall "drain" "$O.drain.log"
+node_kill a; node_kill b
+
+# ---- the coordinator paused (SIGSTOP 2.5 s): a node with --peer-timeout-s 1
+# takes it for dead and forgets its HELLO; after SIGCONT the coordinator is
+# refused (or misses a deadline), fails over and rejoins: same logits.
+node_start a "$E1" "" --peer-timeout-s 1 && node_start b "$E2" "" --peer-timeout-s 1 || bad "start 2 nodes"
+coord "$O.cstop.log" "$O.cstop.f32" --plain --node "$E1" --node "$E2" "${FLT[@]}" &
+CP=$!
+sleep 1.0; FPP=$(pgrep -P $CP | head -1)      # coord runs in a subshell: pause flashpool itself
+kill -STOP "$FPP"; sleep 2.5; kill -CONT "$FPP"; wait $CP
+same "coordinator paused 2.5 s mid-run" "$O.cstop.log" "$O.cstop.f32"
+grep -q "taken for dead" "$OUT/node-a.log" && ok "node took the silent coordinator for dead" \
+  || bad "node did not notice the silent coordinator" "$OUT/node-a.log"
+rejoined "$O.cstop.log" && ok "coordinator paused: nodes rejoined" || bad "coordinator paused: no rejoin" "$O.cstop.log"
 node_kill a; node_kill b
 
 # ---- CurveZMQ -----------------------------------------------------------------
