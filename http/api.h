@@ -100,6 +100,9 @@ typedef struct api_ops {
     void (*finish)(job *j);
     /* Keep-alive bytes for a quiet stream. */
     const char *keepalive;
+    /* Optional, streaming only, engine thread: called as prefill progresses
+     * (before any output), for events a client counts as stream progress. */
+    void (*on_prefill)(job *j);
 } api_ops;
 
 struct job {

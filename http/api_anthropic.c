@@ -322,17 +322,20 @@ static void close_open(job *j) {
     j->st.open_kind = 0;
 }
 
+static void open_kind(job *j, int kind) {
+    if (j->st.open_kind == kind) return;
+    close_open(j);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "type", kind == 1 ? "thinking" : "text");
+    cJSON_AddStringToObject(b, kind == 1 ? "thinking" : "text", "");
+    if (kind == 1) cJSON_AddStringToObject(b, "signature", "");
+    block_start(j, b);
+    j->st.open_kind = kind;
+}
+
 static void delta(job *j, int kind, const char *s, size_t n) {
     if (!j->req.stream || !n) return;
-    if (j->st.open_kind != kind) {
-        close_open(j);
-        cJSON *b = cJSON_CreateObject();
-        cJSON_AddStringToObject(b, "type", kind == 1 ? "thinking" : "text");
-        cJSON_AddStringToObject(b, kind == 1 ? "thinking" : "text", "");
-        if (kind == 1) cJSON_AddStringToObject(b, "signature", "");
-        block_start(j, b);
-        j->st.open_kind = kind;
-    }
+    open_kind(j, kind);
     cJSON *d = cJSON_CreateObject();
     char *t = strndup(s, n);
     cJSON_AddStringToObject(d, "type", kind == 1 ? "thinking_delta" : "text_delta");
@@ -342,6 +345,20 @@ static void delta(job *j, int kind, const char *s, size_t n) {
 }
 
 static void anth_reasoning(job *j, const char *s, size_t n) { delta(j, 1, s, n); }
+
+/* Claude Code aborts a stream after 300 s without an event other than ping
+ * (its stream watchdog skips pings; seen on a 58k-token prefill), and then
+ * retries the whole request. With thinking on the reply starts with the
+ * thinking block anyway, so open it while the prompt is evaluated and send
+ * an empty thinking_delta per prefill step: real progress events, no text. */
+static void anth_prefill(job *j) {
+    if (j->req.chat.think == CR_THINK_NONE || j->st.open_kind == 2) return;
+    open_kind(j, 1);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "type", "thinking_delta");
+    cJSON_AddStringToObject(d, "thinking", "");
+    block_delta(j, j->st.open_index, d);
+}
 static void anth_content(job *j, const char *s, size_t n) { delta(j, 2, s, n); }
 
 static const char *stop_reason(const job *j) {
@@ -449,4 +466,5 @@ static void anth_finish(job *j) {
 const api_ops API_ANTHROPIC_OPS = {
     SHAPE_ANTHROPIC, anth_begin, anth_reasoning, anth_content, anth_finish,
     "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+    anth_prefill,
 };

@@ -104,5 +104,5 @@ static void cmpl_finish(job *j) {
 }
 
 const api_ops API_COMPLETIONS_OPS = {
-    SHAPE_OPENAI, cmpl_begin, NULL, cmpl_content, cmpl_finish, ": keep-alive\n\n",
+    SHAPE_OPENAI, cmpl_begin, NULL, cmpl_content, cmpl_finish, ": keep-alive\n\n", NULL,
 };

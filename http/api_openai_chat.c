@@ -307,5 +307,5 @@ static void chat_finish(job *j) {
 }
 
 const api_ops API_CHAT_OPS = {
-    SHAPE_OPENAI, chat_begin, chat_reasoning, chat_content, chat_finish, ": keep-alive\n\n",
+    SHAPE_OPENAI, chat_begin, chat_reasoning, chat_content, chat_finish, ": keep-alive\n\n", NULL,
 };

@@ -799,5 +799,5 @@ static void resp_finish(job *j) {
 }
 
 const api_ops API_RESPONSES_OPS = {
-    SHAPE_OPENAI, resp_begin, resp_reasoning, resp_content, resp_finish, ": keep-alive\n\n",
+    SHAPE_OPENAI, resp_begin, resp_reasoning, resp_content, resp_finish, ": keep-alive\n\n", NULL,
 };

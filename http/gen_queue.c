@@ -49,6 +49,7 @@ static void cb_prefill(void *ud, size_t done, size_t total) {
     run_ctx *rc = ud;
     rc->j->prefill_done = done;
     rc->j->prefill_total = total;
+    if (rc->j->req.stream && rc->j->ops->on_prefill) rc->j->ops->on_prefill(rc->j);
 }
 
 static int cb_cancelled(void *ud) {
