@@ -90,7 +90,10 @@ static void parse_sample(parsed *p, const char *line) {
     assert_int_equal(*end, 0);
     assert_false(isnan(v));
     fam *f = family_of(p, metric);
-    if (!f) fail_msg("sample %s before its # TYPE", metric);
+    if (!f) {
+        fail_msg("sample %s before its # TYPE", metric);
+        return;
+    }
     if (!strcmp(f->type, "counter")) {
         assert_true(v >= 0);
         size_t m = strlen(f->name);
