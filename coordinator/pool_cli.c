@@ -1,5 +1,6 @@
 /* pool_cli.c — pool command-line options and setup (see pool_cli.h). */
 #include "pool_cli.h"
+#include "metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ int pool_cli_option(pool_cli *c, int opt, const char *arg, char *err, size_t err
     case POOL_OPT_PLACEMENT: c->placement = arg; return 1;
     case POOL_OPT_SAVE_PLACEMENT: c->save_placement = arg; return 1;
     case POOL_OPT_TRACE: c->trace_routing = arg; return 1;
+    case POOL_OPT_METRICS_OUT: c->metrics_out = arg; return 1;
     case POOL_OPT_STATS: c->stats = 1; return 1;
     case POOL_OPT_PREAD: c->force_pread = 1; return 1;
     case POOL_OPT_PLAIN: c->plain = 1; return 1;
@@ -87,7 +89,9 @@ void pool_cli_usage(FILE *f) {
         "      --plain             node links without CurveZMQ (trusted networks and tests only)\n"
         "      --no-io-uring       read experts with pread\n"
         "      --trace-routing F   record every position's experts and weights (JSONL)\n"
-        "      --pool-stats        print pool statistics at exit\n");
+        "      --pool-stats        print pool statistics at exit\n"
+        "      --pool-metrics FILE write the pool's Prometheus metrics (as GET /metrics\n"
+        "                          would show them) to FILE at exit\n");
 }
 
 static void log_line(void *ud, const char *msg) { fprintf((FILE *)ud, "flashpool: pool: %s\n", msg); }
@@ -95,6 +99,7 @@ static void log_line(void *ud, const char *msg) { fprintf((FILE *)ud, "flashpool
 int pool_cli_apply(const pool_cli *c, fp_engine *e, FILE *log, pool_setup *s, char *err, size_t errlen) {
     memset(s, 0, sizeof(*s));
     s->print_stats = c->stats;
+    s->metrics_out = c->metrics_out;
     const model *m = engine_model(e);
     char sub[768];
     if (c->n_nodes && c->cluster_file) return snprintf(err, errlen, "give nodes with --node or --cluster, not both"), -1;
@@ -163,6 +168,23 @@ int pool_cli_apply(const pool_cli *c, fp_engine *e, FILE *log, pool_setup *s, ch
 
 const fwd_observer *pool_cli_observer(const pool_setup *s) { return s->tw ? &s->trace_obs : NULL; }
 
+/* The pool's part of /metrics, for tests and batch runs without a server. */
+static int write_metrics(pool *p, const char *path, char *err, size_t errlen) {
+    pool_stats st;
+    pool_get_stats(p, &st);
+    metrics_inputs in = {.pool = &st};
+    char *text;
+    size_t len;
+    if (metrics_render(&in, &text, &len, err, errlen)) return -1;
+    FILE *o = fopen(path, "w");
+    int rc = 0;
+    if (!o || fwrite(text, 1, len, o) != len) rc = -1;
+    if (o && fclose(o) != 0) rc = -1;
+    if (rc) snprintf(err, errlen, "%s: cannot write", path);
+    free(text);
+    return rc;
+}
+
 int pool_cli_close(pool_setup *s, FILE *f) {
     int rc = 0;
     if (s->p && s->print_stats) {
@@ -174,6 +196,10 @@ int pool_cli_close(pool_setup *s, FILE *f) {
                     st.max_layer_wait_s * 1e3);
     }
     char err[512];
+    if (s->p && s->metrics_out && write_metrics(s->p, s->metrics_out, err, sizeof err)) {
+        fprintf(f, "flashpool: --pool-metrics: %s\n", err);
+        rc = -1;
+    }
     if (routing_trace_close(s->tw, err, sizeof err)) {
         fprintf(f, "flashpool: %s\n", err);
         rc = -1;

@@ -18,7 +18,7 @@ enum {
     POOL_OPT_NODE = POOL_CLI_OPT_BASE, POOL_OPT_CLUSTER, POOL_OPT_PLACEMENT, POOL_OPT_REPLICAS,
     POOL_OPT_SAVE_PLACEMENT, POOL_OPT_CACHE_MB, POOL_OPT_CACHE_POLICY, POOL_OPT_TRACE, POOL_OPT_STATS,
     POOL_OPT_DEADLINE, POOL_OPT_PREAD, POOL_OPT_PLAIN, POOL_OPT_CURVE_SECRET, POOL_OPT_NODE_KEY,
-    POOL_OPT_RETRY,
+    POOL_OPT_RETRY, POOL_OPT_METRICS_OUT,
 };
 
 /* Splice into a struct option array. */
@@ -37,7 +37,8 @@ enum {
     {"plain", no_argument, 0, POOL_OPT_PLAIN},                                             \
     {"curve-secret", required_argument, 0, POOL_OPT_CURVE_SECRET},                         \
     {"node-key", required_argument, 0, POOL_OPT_NODE_KEY},                                 \
-    {"node-retry-ms", required_argument, 0, POOL_OPT_RETRY}
+    {"node-retry-ms", required_argument, 0, POOL_OPT_RETRY},                               \
+    {"pool-metrics", required_argument, 0, POOL_OPT_METRICS_OUT}
 
 typedef struct pool_cli {
     const char *nodes[PLACEMENT_MAX_NODES];
@@ -46,6 +47,7 @@ typedef struct pool_cli {
     int n_node_keys;
     const char *curve_secret;
     const char *cluster_file, *placement, *save_placement, *trace_routing;
+    const char *metrics_out;    /* --pool-metrics FILE: Prometheus text of the pool at exit */
     double cache_mb;            /* < 0: not given */
     int cache_policy, replicas, stats, force_pread, plain;
     double deadline_ms, retry_ms;
@@ -60,6 +62,7 @@ typedef struct pool_setup {
     char curve_public[41];      /* derived from --curve-secret */
     fwd_observer trace_obs;
     int print_stats;
+    const char *metrics_out;
 } pool_setup;
 
 void pool_cli_init(pool_cli *c);

@@ -60,6 +60,15 @@ stall() {
     || bad "$1: worst stall $ms ms >= $STALL_MAX ms" "$2"
 }
 
+# metric FILE SAMPLE: the value of one sample line of a --pool-metrics file ("" if absent).
+metric() { awk -v k="$2" 'substr($0, 1, length(k) + 1) == k " " { print $NF }' "$1"; }
+# metric_ge LABEL FILE SAMPLE MIN
+metric_ge() {
+  local v; v=$(metric "$2" "$3")
+  if [ -n "$v" ] && awk -v v="$v" -v m="$4" 'BEGIN { exit !(v >= m) }'; then ok "$1 ($3 = $v)"
+  else bad "$1 ($3 = '${v}', want >= $4)" "$2"; fi
+}
+
 COORD_NS=""
 coord() {
   local log=$1 out=$2; shift 2
@@ -105,25 +114,33 @@ FLT=(--decode --node-deadline-ms 300 --node-retry-ms 100)
 node_start a "$E1" && node_start b "$E2" || { bad "start 2 nodes"; exit 1; }
 
 # ---- kill -9, replicas: re-dispatch, then the restarted node rejoins -----------
-coord "$O.kill.log" "$O.kill.f32" --plain --node "$E1" --node "$E2" --replicas 2 "${FLT[@]}" &
+coord "$O.kill.log" "$O.kill.f32" --plain --node "$E1" --node "$E2" --replicas 2 "${FLT[@]}" --pool-metrics "$O.kill.prom" &
 CP=$!
 sleep 1.0; node_kill b; sleep 0.3; node_start b "$E2"; wait $CP
 same "kill -9 mid-run (replicas)" "$O.kill.log" "$O.kill.f32"
 fell_back "$O.kill.log" || bad "kill -9: no failover happened" "$O.kill.log"
 rejoined "$O.kill.log" && ok "kill -9: restarted node rejoined" || bad "kill -9: no rejoin" "$O.kill.log"
 stall "kill -9" "$O.kill.log"
+metric_ge "metrics: kill -9 -> failover to replica" "$O.kill.prom" "flashpool_node_failovers_total{node=\"$E2\",to=\"replica\"}" 1
+metric_ge "metrics: kill -9 -> rejoin counted" "$O.kill.prom" "flashpool_node_rejoins_total{node=\"$E2\"}" 1
 grep -q "warning: --plain" "$O.kill.log" && ok "coordinator warns about --plain" || bad "no --plain warning" "$O.kill.log"
 grep -q "WARNING: no --curve-secret" "$OUT/node-a.log" && ok "node warns about plain links" \
   || bad "node: no plain-link warning" "$OUT/node-a.log"
 
 # ---- SIGSTOP for 1 s, no replicas: deadline miss -> disk, late answers dropped, rejoin
-coord "$O.stop.log" "$O.stop.f32" --plain --node "$E1" --node "$E2" "${FLT[@]}" &
+coord "$O.stop.log" "$O.stop.f32" --plain --node "$E1" --node "$E2" "${FLT[@]}" --pool-metrics "$O.stop.prom" &
 CP=$!
 sleep 1.0; node_sig STOP b; sleep 1.0; node_sig CONT b; wait $CP
 same "SIGSTOP 1 s mid-run, then SIGCONT (no replicas)" "$O.stop.log" "$O.stop.f32"
 fell_back "$O.stop.log" || bad "SIGSTOP: no failover happened" "$O.stop.log"
 rejoined "$O.stop.log" && ok "SIGSTOP: node rejoined after SIGCONT" || bad "SIGSTOP: no rejoin" "$O.stop.log"
 stall "SIGSTOP" "$O.stop.log"
+metric_ge "metrics: SIGSTOP -> deadline miss" "$O.stop.prom" "flashpool_node_deadline_misses_total{node=\"$E2\"}" 1
+metric_ge "metrics: SIGSTOP -> failover to local" "$O.stop.prom" "flashpool_node_failovers_total{node=\"$E2\",to=\"local\"}" 1
+metric_ge "metrics: SIGSTOP -> node up again at the end" "$O.stop.prom" "flashpool_node_up{node=\"$E2\"}" 1
+metric_ge "metrics: dispatch histogram filled" "$O.stop.prom" "flashpool_node_dispatch_seconds_count{node=\"$E1\"}" 1000
+[ "$(metric "$O.stop.prom" "flashpool_node_deadline_misses_total{node=\"$E1\"}")" = 0 ] \
+  && ok "metrics: the undisturbed node has no deadline miss" || bad "metrics: node a deadline misses" "$O.stop.prom"
 
 # ---- drain (SIGUSR1) with replicas: routed around without a deadline miss; SIGUSR2 -> rejoin
 coord "$O.drain.log" "$O.drain.f32" --plain --node "$E1" --node "$E2" --replicas 2 "${FLT[@]}" &
