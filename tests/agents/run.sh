@@ -23,6 +23,9 @@
 #   --clients "claude codex opencode pi"   subset to run
 #   --timeout S                    per agent run (default 120 apiserve, 900 serve)
 #   --keep                         keep the work dir (logs, homes) and print it
+#   --watchdog                     also: Claude Code against apiserve with a 5.5-minute
+#                                  simulated prefill and no retries (its stream
+#                                  watchdog fires after 300 s without a non-ping event)
 #   --full                         serve: Claude Code with its full default prompt too
 #                                  (~58k tiny-model tokens, ~25 min of prefill on 2
 #                                  cores); by default it gets --tools Bash and a
@@ -31,7 +34,7 @@
 set -uo pipefail
 B=build
 [ $# -gt 0 ] && [ "${1#-}" = "$1" ] && { B=$1; shift; }
-SERVERS="" CLIENTS="claude codex opencode pi" TMO="" KEEP="" FULL=""
+SERVERS="" CLIENTS="claude codex opencode pi" TMO="" KEEP="" FULL="" WATCHDOG=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --server) SERVERS=$2; shift 2 ;;
@@ -39,7 +42,8 @@ while [ $# -gt 0 ]; do
     --timeout) TMO=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --full) FULL=1; shift ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --watchdog) WATCHDOG=1; shift ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "agents: unknown option $1 (see --help)"; exit 2 ;;
   esac
 done
@@ -90,7 +94,7 @@ server_start() {   # server_start KIND DIR: sets SPID and PORT
   rm -f "$dir/port"
   if [ "$kind" = apiserve ]; then
     "$APISERVE" --gguf "$M" --host 127.0.0.1 --port 0 --port-file "$dir/port" --ctx 1000000 \
-      >"$dir/server.log" 2>&1 &
+      ${APISERVE_ARGS:-} >"$dir/server.log" 2>&1 &
   else
     "$FP" serve -m "$M" --host 127.0.0.1 --port 0 --port-file "$dir/port" --ctx 131072 \
       --threads "${FP_THREADS:-2}" --test-script "$dir/script.txt" --log-tokens "$dir/tokens.log" \
@@ -263,6 +267,25 @@ for kind in $SERVERS; do
     row "$kind" "$c" "$ver" "$ENDPOINT" "$text_ok" "$tool_ok" "$tnote"
   done
 done
+
+# Claude Code's stream watchdog (300 s; pings do not count): a ~330 s prefill
+# (3k-token prompt, 7 s per 64 tokens) must still answer on the first try.
+if [ -n "$WATCHDOG" ] && [ -x "$APISERVE" ]; then
+  dir="$OUT/watchdog"; mkdir -p "$dir/home"
+  echo "agents: watchdog / claude (about 6 min) ..."
+  APISERVE_ARGS="--prefill-delay-ms 7000" server_start apiserve "$dir" && {
+    TIMEOUT=700 LEAN=1
+    CLAUDE_CODE_MAX_RETRIES=0 client_run claude "$dir/home" "say hi" "$dir/text"; wrc=$?
+    n=$(grep -c "POST /v1/messages" "$dir/server.log")
+    server_stop
+    wok=yes wnote="1 request, exit 0"
+    if [ "$wrc" != 0 ] || [ "$n" != 1 ] || ! grep -q "Hello from the scripted backend" "$dir/text.stdout"; then
+      wok=no wnote="exit $wrc, $n requests"; total_fail=$((total_fail + 1))
+      tail -n 5 "$dir/server.log" | sed 's/^/     /'
+    fi
+    row watchdog claude "" /v1/messages "$wok" "-" "$wnote (330 s prefill)"
+  }
+fi
 
 echo
 printf '%-9s %-9s %-10s %-22s %-6s %-6s %s\n' server client version endpoint text tool notes
