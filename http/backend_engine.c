@@ -144,7 +144,7 @@ static int engine_generate(fp_backend *b, const fp_gen_request *req, const fp_ge
     fp_session *s = session_cache_acquire(eb->o.cache, req->prompt, (int)req->n_prompt, &hit, err, sizeof err);
     if (!s) {
         res->finish = FP_FINISH_ERROR;
-        snprintf(res->error, sizeof res->error, "no KV session: %s", err);
+        snprintf(res->error, sizeof res->error, "no KV session: %.200s", err);
         goto fail_early;
     }
     res->cached_tokens = (size_t)hit.n_cached;
@@ -171,7 +171,7 @@ static int engine_generate(fp_backend *b, const fp_gen_request *req, const fp_ge
     if (prc < 0) {
         session_cache_release(eb->o.cache, s, 0);
         res->finish = FP_FINISH_ERROR;
-        snprintf(res->error, sizeof res->error, "prefill failed: %s", err);
+        snprintf(res->error, sizeof res->error, "prefill failed: %.200s", err);
         goto fail_ran;
     }
     if (prc > 0) {
@@ -229,7 +229,7 @@ static int engine_generate(fp_backend *b, const fp_gen_request *req, const fp_ge
         if (session_n_tokens(s) >= session_ctx(s)) { res->finish = FP_FINISH_LENGTH; break; }
         if (session_cache_extend(eb->o.cache, s, &id, 1, err, sizeof err)) {
             res->finish = FP_FINISH_ERROR;
-            snprintf(res->error, sizeof res->error, "decode failed: %s", err);
+            snprintf(res->error, sizeof res->error, "decode failed: %.200s", err);
             ok = false;
             break;
         }
