@@ -158,11 +158,11 @@ async function phaseMain() {
   // ---- (b) Anthropic Messages streaming (+ cache_read_input_tokens) and Responses streaming
   await step('anthropic streaming', async () => {
     const user = `Please read this: ${filler(60, 11)}`;
-    const m1 = await anthropic.messages.create({ model: MODEL, max_tokens: 6, messages: [{ role: 'user', content: user }] });
+    const m1 = await anthropic.messages.create({ model: MODEL, max_tokens: 6, temperature: 0, messages: [{ role: 'user', content: user }] });
     check('(b) anthropic non-streaming message', m1.type === 'message' && m1.usage.output_tokens > 0);
     const p1 = m1.usage.input_tokens + (m1.usage.cache_read_input_tokens ?? 0);
     const reply = m1.content.filter((c) => c.type === 'text').map((c) => c.text).join('') || 'ok';
-    const s = anthropic.messages.stream({ model: MODEL, max_tokens: 6, messages: [
+    const s = anthropic.messages.stream({ model: MODEL, max_tokens: 6, temperature: 0, messages: [
       { role: 'user', content: user }, { role: 'assistant', content: reply }, { role: 'user', content: 'Go on.' }] });
     const events = [];
     s.on('streamEvent', (e) => events.push(e.type));
