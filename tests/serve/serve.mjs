@@ -173,7 +173,7 @@ async function phaseMain() {
       `cache_read ${fin.usage.cache_read_input_tokens}, previous prompt ${p1}`);
   });
   await step('responses streaming', async () => {
-    const stream = await openai.responses.create({ model: MODEL, input: 'Say something.', max_output_tokens: 6, stream: true });
+    const stream = await openai.responses.create({ model: MODEL, input: 'Say something.', max_output_tokens: 6, temperature: 0, stream: true });
     const types = [];
     let done = null;
     for await (const ev of stream) {
