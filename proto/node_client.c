@@ -3,6 +3,7 @@
  * and COMBINE by request id, heartbeats, stats, drain, shutdown. Every
  * frame from the node is decoded strictly and checked against what was
  * asked for before it becomes an event. */
+#include "errmsg.h"
 #include "node_client.h"
 
 #include <stdarg.h>
@@ -58,16 +59,6 @@ static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
 }
 
 const char *node_error_name(int code) {
@@ -126,8 +117,8 @@ static int send_ctrl(node_client *c, const Fp__Control *m, uint64_t *id_out, cha
     const uint64_t id = CTRL_ID_BIT | ++c->next_ctrl;
     char e[256];
     int r = control_send(c->t, NULL, id, m, CTRL_SEND_MS, e, sizeof e);
-    if (r == 1) return fail(err, errlen, "node %s: send queue full", c->endpoint);
-    if (r < 0) return fail(err, errlen, "node %s: %s", c->endpoint, e);
+    if (r == 1) return fp_fail(err, errlen, "node %s: send queue full", c->endpoint);
+    if (r < 0) return fp_fail(err, errlen, "node %s: %s", c->endpoint, e);
     if (id_out) *id_out = id;
     return 0;
 }
@@ -141,7 +132,7 @@ node_client *node_client_connect(const char *endpoint, const model_fingerprint *
     }
     node_client *c = calloc(1, sizeof(*c));
     if (!c) {
-        fail(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         return NULL;
     }
     snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint ? endpoint : "");
@@ -152,13 +143,13 @@ node_client *node_client_connect(const char *endpoint, const model_fingerprint *
     c->cap_out = o->max_outstanding > 0 ? o->max_outstanding : 64;
     c->out = calloc((size_t)c->cap_out, sizeof(*c->out));
     if (!c->out) {
-        fail(err, errlen, "out of memory");
+        fp_fail(err, errlen, "out of memory");
         goto bad;
     }
     char e[256];
     c->t = transport_connect(endpoint, &o->tp, e, sizeof e);
     if (!c->t) {
-        fail(err, errlen, "node %s: %s", c->endpoint, e);
+        fp_fail(err, errlen, "node %s: %s", c->endpoint, e);
         goto bad;
     }
     Fp__ModelFingerprint pfp;
@@ -390,7 +381,7 @@ static int wire_event(node_client *c, node_event *ev, int timeout_ms, char *err,
         int r = transport_recv(c->t, &m, left, e, sizeof e);
         if (r < 0) {
             c->state = ST_FAILED;
-            return fail(err, errlen, "node %s: %s", c->endpoint, e);
+            return fp_fail(err, errlen, "node %s: %s", c->endpoint, e);
         }
         if (r == 0) return 0;
         if (frame_to_event(c, &m, ev)) return 1;
@@ -408,7 +399,7 @@ int node_client_wait_any(node_client *const *cs, int n, int timeout_ms, uint8_t 
     for (int i = 0; i < n; i++) stashed += cs[i]->st_count > 0;
     if (stashed) timeout_ms = 0;
     transport *ts[256];
-    if (n > 256) return fail(err, errlen, "node_client_wait_any: at most 256 clients");
+    if (n > 256) return fp_fail(err, errlen, "node_client_wait_any: at most 256 clients");
     for (int i = 0; i < n; i++) ts[i] = cs[i]->t;
     int r = transport_wait_any(ts, n, timeout_ms, ready, err, errlen);
     if (r < 0) return -1;
@@ -450,13 +441,13 @@ static int wait_for(node_client *c, int want, uint64_t id, node_event *ev, int t
         if (ev->request_id == id && (ev->kind == want || ev->kind == NODE_EV_ERROR)) return 1;
         if (stash_push(c, ev)) {
             node_client_release(c, ev);
-            return fail(err, errlen, "out of memory");
+            return fp_fail(err, errlen, "out of memory");
         }
     }
 }
 
 static int ev_error(node_client *c, const node_event *ev, const char *what, char *err, size_t errlen) {
-    return fail(err, errlen, "node %s refused %s: %s (%s)", c->endpoint, what, ev->message, node_error_name(ev->code));
+    return fp_fail(err, errlen, "node %s refused %s: %s (%s)", c->endpoint, what, ev->message, node_error_name(ev->code));
 }
 
 node_client *node_client_open(const char *endpoint, const model_fingerprint *fp, const node_client_opts *o,
@@ -467,7 +458,7 @@ node_client *node_client_open(const char *endpoint, const model_fingerprint *fp,
     int r = wait_for(c, NODE_EV_HELLO, c->hello_id, &ev, timeout_ms, err, errlen);
     if (r == 1 && ev.kind == NODE_EV_HELLO) return c;
     if (r == 1) ev_error(c, &ev, "HELLO", err, errlen);
-    else if (r == 0) fail(err, errlen, "node %s: no answer to HELLO within %d ms (is flashpool-node running there?)",
+    else if (r == 0) fp_fail(err, errlen, "node %s: no answer to HELLO within %d ms (is flashpool-node running there?)",
                           endpoint, timeout_ms);
     node_client_close(c);
     return NULL;
@@ -477,19 +468,19 @@ node_client *node_client_open(const char *endpoint, const model_fingerprint *fp,
 
 int node_client_dispatch(node_client *c, uint64_t request_id, int layer, int n_tokens, int n_embd,
                          const block_q8_K *xq, int n_items, const expert_work *items, char *err, size_t errlen) {
-    if (c->state != ST_READY) return fail(err, errlen, "node %s: not ready (no accepted HELLO)", c->endpoint);
+    if (c->state != ST_READY) return fp_fail(err, errlen, "node %s: not ready (no accepted HELLO)", c->endpoint);
     if (!request_id || (request_id & CTRL_ID_BIT))
-        return fail(err, errlen, "dispatch id %llu: must be non-zero with the top bit clear",
+        return fp_fail(err, errlen, "dispatch id %llu: must be non-zero with the top bit clear",
                     (unsigned long long)request_id);
     if (n_tokens < 1 || (uint32_t)n_tokens > c->lim.max_tokens || n_items < 0 ||
         (uint32_t)n_items > c->lim.max_items || n_embd <= 0 || n_embd % QK_K || (uint32_t)n_embd > c->lim.max_embd ||
         layer < 0 || layer >= c->lim.max_layer)
-        return fail(err, errlen, "dispatch: counts out of range (layer %d, %d tokens, %d items, n_embd %d)", layer,
+        return fp_fail(err, errlen, "dispatch: counts out of range (layer %d, %d tokens, %d items, n_embd %d)", layer,
                     n_tokens, n_items, n_embd);
-    if (out_find(c, request_id)) return fail(err, errlen, "dispatch id %llu already outstanding",
+    if (out_find(c, request_id)) return fp_fail(err, errlen, "dispatch id %llu already outstanding",
                                              (unsigned long long)request_id);
     outstanding *slot = out_find(c, 0);
-    if (!slot) return fail(err, errlen, "node %s: %d dispatches outstanding (the limit)", c->endpoint, c->cap_out);
+    if (!slot) return fp_fail(err, errlen, "node %s: %d dispatches outstanding (the limit)", c->endpoint, c->cap_out);
     uint8_t hdr[FRAME_HDR_BYTES];
     struct iovec iov[3];
     int ni = frame_build_dispatch(hdr, iov, request_id, layer, n_tokens, n_embd, xq, n_items, items, c->o.with_crc);
@@ -498,8 +489,8 @@ int node_client_dispatch(node_client *c, uint64_t request_id, int layer, int n_t
      * must not make the round trip look shorter than the node's compute. */
     const double t_send = now_s();
     int r = transport_send(c->t, NULL, iov, ni, 0, e, sizeof e);
-    if (r == 1) return fail(err, errlen, "node %s: send queue full (node not keeping up or gone)", c->endpoint);
-    if (r < 0) return fail(err, errlen, "node %s: %s", c->endpoint, e);
+    if (r == 1) return fp_fail(err, errlen, "node %s: send queue full (node not keeping up or gone)", c->endpoint);
+    if (r < 0) return fp_fail(err, errlen, "node %s: %s", c->endpoint, e);
     *slot = (outstanding){request_id, layer, n_items, n_embd, t_send};
     c->n_out++;
     c->ctr.dispatches++;
@@ -520,21 +511,21 @@ int node_client_wait_result(node_client *c, uint64_t request_id, node_event *ev,
 /* ---- control plane ----------------------------------------------------------------- */
 
 int node_client_assign_send(node_client *c, const node_expert_id *ids, int n, char *err, size_t errlen) {
-    if (c->state != ST_READY) return fail(err, errlen, "node %s: not ready (no accepted HELLO)", c->endpoint);
-    if (n < 0) return fail(err, errlen, "assign: negative count");
+    if (c->state != ST_READY) return fp_fail(err, errlen, "node %s: not ready (no accepted HELLO)", c->endpoint);
+    if (n < 0) return fp_fail(err, errlen, "assign: negative count");
     Fp__ExpertId *e = calloc((size_t)(n ? n : 1), sizeof(*e));
     Fp__ExpertId **pe = calloc((size_t)(n ? n : 1), sizeof(*pe));
     if (!e || !pe) {
         free(e);
         free(pe);
-        return fail(err, errlen, "out of memory");
+        return fp_fail(err, errlen, "out of memory");
     }
     for (int i = 0; i < n; i++) {
         fp__expert_id__init(&e[i]);
         if (ids[i].layer < 0 || ids[i].expert < 0) {
             free(e);
             free(pe);
-            return fail(err, errlen, "assign: negative layer/expert at %d", i);
+            return fp_fail(err, errlen, "assign: negative layer/expert at %d", i);
         }
         e[i].layer = (uint32_t)ids[i].layer;
         e[i].expert = (uint32_t)ids[i].expert;
@@ -565,7 +556,7 @@ int node_client_assign(node_client *c, const node_expert_id *ids, int n, node_pr
         node_event ev;
         int r = wait_for(c, NODE_EV_LOAD, c->assign_id, &ev, left, err, errlen);
         if (r < 0) return -1;
-        if (r == 0) return fail(err, errlen, "node %s: loading %d experts did not finish within %d ms", c->endpoint,
+        if (r == 0) return fp_fail(err, errlen, "node %s: loading %d experts did not finish within %d ms", c->endpoint,
                                 n, timeout_ms);
         if (ev.kind == NODE_EV_ERROR) return ev_error(c, &ev, "ASSIGN", err, errlen);
         if (fn) fn(ud, ev.done, ev.total, ev.bytes);
@@ -597,7 +588,7 @@ int node_client_heartbeat(node_client *c, double *rtt_ms, int timeout_ms, char *
         node_event ev;
         int r = wait_for(c, NODE_EV_HEARTBEAT, c->hb_id, &ev, left, err, errlen);
         if (r < 0) return -1;
-        if (r == 0) return fail(err, errlen, "node %s: no heartbeat reply within %d ms", c->endpoint, timeout_ms);
+        if (r == 0) return fp_fail(err, errlen, "node %s: no heartbeat reply within %d ms", c->endpoint, timeout_ms);
         if (ev.kind == NODE_EV_ERROR) return ev_error(c, &ev, "HEARTBEAT", err, errlen);
         if (ev.seq != seq) continue;        /* an older heartbeat's reply */
         if (rtt_ms) *rtt_ms = ev.rtt_ms;
@@ -618,7 +609,7 @@ int node_client_stats(node_client *c, node_stats *st, int timeout_ms, char *err,
     node_event ev;
     int r = wait_for(c, NODE_EV_STATS, c->stats_id, &ev, timeout_ms, err, errlen);
     if (r < 0) return -1;
-    if (r == 0) return fail(err, errlen, "node %s: no stats reply within %d ms", c->endpoint, timeout_ms);
+    if (r == 0) return fp_fail(err, errlen, "node %s: no stats reply within %d ms", c->endpoint, timeout_ms);
     if (ev.kind == NODE_EV_ERROR) return ev_error(c, &ev, "STATS", err, errlen);
     *st = ev.stats;
     return 0;
@@ -636,7 +627,7 @@ static int ack_call(node_client *c, int body, const char *what, int timeout_ms, 
     node_event ev;
     int r = wait_for(c, NODE_EV_ACK, id, &ev, timeout_ms, err, errlen);
     if (r < 0) return -1;
-    if (r == 0) return fail(err, errlen, "node %s: no %s acknowledgement within %d ms", c->endpoint, what, timeout_ms);
+    if (r == 0) return fp_fail(err, errlen, "node %s: no %s acknowledgement within %d ms", c->endpoint, what, timeout_ms);
     if (ev.kind == NODE_EV_ERROR) return ev_error(c, &ev, what, err, errlen);
     return 0;
 }
