@@ -108,7 +108,8 @@ O="$OUT/$NAME"; BASE="$O.single.f32"
 echo "faults: $NAME, $(wc -w < "$T") prompt tokens one at a time"
 coord "$O.single.log" "$BASE" -q || { bad "single-process baseline" "$O.single.log"; exit 1; }
 
-P=$((30000 + ($$ % 20000)))
+# below the ephemeral range (32768+) and clear of run.sh's 10000-30000 block
+P=$((30100 + ($$ % 100) * 20))
 E1=tcp://127.0.0.1:$P; E2=tcp://127.0.0.1:$((P + 1))
 FLT=(--decode --node-deadline-ms 300 --node-retry-ms 100)
 node_start a "$E1" && node_start b "$E2" || { bad "start 2 nodes"; exit 1; }

@@ -75,7 +75,8 @@ node_start() {
 }
 node_kill() { local v="PID_$1"; kill -9 "${!v}" 2>/dev/null; wait "${!v}" 2>/dev/null; }
 
-PORT0=$((20000 + ($$ % 20000)))
+# below the ephemeral range (32768+), where client sockets of other tests could hold the port
+PORT0=$((10000 + ($$ % 1000) * 20))
 
 for NAME in tiny-cond-s1 tiny-s1; do
   echo "pool: $NAME"
