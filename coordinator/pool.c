@@ -3,6 +3,7 @@
  * disk reads, computed with experts_compute) and the glue to the remote lane
  * (pool_remote.c: DISPATCH/COMBINE with expert nodes, deadlines, failover).
  * See pool.h for the contract. */
+#include "clock.h"
 #include "pool.h"
 
 #include <errno.h>
@@ -19,9 +20,7 @@
 /* ---- small helpers --------------------------------------------------------- */
 
 double pool_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return fp_now_s();
 }
 
 int pool_fail(char *err, size_t errlen, const char *fmt, ...) {

@@ -1,4 +1,5 @@
 /* progress.c — stderr progress lines (see progress.h). */
+#include "clock.h"
 #include "progress.h"
 
 #include <stdio.h>
@@ -6,9 +7,7 @@
 #include <unistd.h>
 
 double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return fp_now_s();
 }
 
 void progress_begin(progress *p, const char *label) {

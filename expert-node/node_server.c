@@ -2,6 +2,7 @@
  * per-peer HELLO state, ASSIGN/load progress, DISPATCH -> experts_compute
  * -> COMBINE, heartbeats, stats, drain, shutdown, and an ERROR frame for
  * everything refused. */
+#include "clock.h"
 #include "node_server.h"
 
 #include <stdarg.h>
@@ -58,12 +59,6 @@ struct node_server {
     /* stats */
     uint64_t requests, items, bytes_in, bytes_out, compute_ns, errors;
 };
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 __attribute__((format(printf, 2, 3))) static void logf_(node_server *s, const char *fmt, ...) {
     if (!s->o.log) return;
@@ -183,7 +178,7 @@ static peer_state *peer_get(node_server *s, int tidx, const tp_peer *id) {
         peer_state *p = &s->peers[i];
         if (p->last_used && p->tidx == tidx && transport_peer_eq(&p->id, id)) {
             p->last_used = ++s->tick;
-            p->last_seen_ns = now_ns();
+            p->last_seen_ns = fp_now_ns();
             return p;
         }
         if (p->last_used < lru->last_used) lru = p;
@@ -194,7 +189,7 @@ static peer_state *peer_get(node_server *s, int tidx, const tp_peer *id) {
     lru->id = *id;
     lru->tidx = tidx;
     lru->last_used = ++s->tick;
-    lru->last_seen_ns = now_ns();
+    lru->last_seen_ns = fp_now_ns();
     return lru;
 }
 
@@ -302,7 +297,7 @@ static void send_progress(ctx_msg *c, uint64_t done, uint64_t total, uint64_t by
 
 static int load_progress(void *ud, uint64_t done, uint64_t total, uint64_t bytes) {
     load_ctx *l = ud;
-    const uint64_t t = now_ns();
+    const uint64_t t = fp_now_ns();
     if (done < total && t - l->last_ns < PROGRESS_EVERY_MS * 1000000ull && done != 0) return 0;
     l->last_ns = t;
     if (done < total) send_progress(l->c, done, total, bytes, 0);
@@ -329,7 +324,7 @@ static void on_assign(ctx_msg *c, const Fp__Assign *a) {
         L[i] = a->experts[i]->layer > INT32_MAX ? -1 : (int32_t)a->experts[i]->layer;
         E[i] = a->experts[i]->expert > INT32_MAX ? -1 : (int32_t)a->experts[i]->expert;
     }
-    const uint64_t t0 = now_ns();
+    const uint64_t t0 = fp_now_ns();
     load_ctx lc = {c, 0};
     int code;
     char e[300];
@@ -347,7 +342,7 @@ static void on_assign(ctx_msg *c, const Fp__Assign *a) {
     const uint64_t cnt = expert_set_count(s->set), bytes = expert_set_bytes(s->set);
     send_progress(c, cnt, cnt, bytes, 1);
     logf_(s, "ASSIGN: holding %llu experts, %.1f MiB (loaded in %.2f s), RSS %.1f MiB", (unsigned long long)cnt,
-          bytes / 1048576.0, (now_ns() - t0) * 1e-9, rss_bytes() / 1048576.0);
+          bytes / 1048576.0, (fp_now_ns() - t0) * 1e-9, rss_bytes() / 1048576.0);
 }
 
 static void on_stats(ctx_msg *c) {
@@ -465,12 +460,12 @@ static void on_dispatch(ctx_msg *c, peer_state *p, const frame_view *v) {
         s->out = no;
         s->out_cap = need;
     }
-    const uint64_t t0 = now_ns();
+    const uint64_t t0 = fp_now_ns();
     if (experts_compute(s->tp, s->k, expert_store_shape(s->st, h->layer), v->xq, n, v->items, s->slabs, s->out)) {
         reply_error(c, FP__ERROR__CODE__ERROR_INTERNAL, "experts_compute failed (unsupported type or out of memory)");
         return;
     }
-    const uint64_t dt = now_ns() - t0;
+    const uint64_t dt = fp_now_ns() - t0;
     s->compute_ns += dt;
     s->requests++;
     s->items += (uint64_t)n;
@@ -539,7 +534,7 @@ static void check_drain(node_server *s) {
 /* Coordinators silent past peer_timeout_s are taken for dead. */
 static void expire_peers(node_server *s) {
     if (s->o.peer_timeout_s <= 0) return;
-    const uint64_t now = now_ns(), lim = (uint64_t)(s->o.peer_timeout_s * 1e9);
+    const uint64_t now = fp_now_ns(), lim = (uint64_t)(s->o.peer_timeout_s * 1e9);
     for (int i = 0; i < MAX_PEERS; i++) {
         peer_state *p = &s->peers[i];
         if (!p->last_used || !p->hello_ok || now - p->last_seen_ns <= lim) continue;

@@ -2,6 +2,7 @@
  * backend_engine.h): prefix reuse, prefill with progress/cancel, the decode
  * loop with the request's sampler, logprobs, and the TEST-ONLY scripted
  * token source. */
+#include "clock.h"
 #include "backend_engine.h"
 
 #include <math.h>
@@ -27,12 +28,6 @@ typedef struct engine_backend {
     pthread_mutex_t mu;         /* guards st (read by the metrics thread) */
     fp_engine_backend_stats st;
 } engine_backend;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* log softmax(logits)[id], in double for the sum. */
 static float log_prob_of(const float *logits, int n, int32_t id) {
@@ -155,11 +150,11 @@ static int engine_generate(fp_backend *b, const fp_gen_request *req, const fp_ge
     if (eb->next_reply < eb->n_replies) forced = &eb->replies[eb->next_reply++];
     pthread_mutex_unlock(&eb->mu);
 
-    const double t0 = now_s();
+    const double t0 = fp_now_s();
     prefill_bridge pb = {cb};
     sc_progress pr = {bridge_progress, bridge_cancelled, &pb};
     const int prc = session_cache_prefill(eb->o.cache, s, req->prompt, (int)req->n_prompt, &pr, err, sizeof err);
-    const double t1 = now_s();
+    const double t1 = fp_now_s();
     pthread_mutex_lock(&eb->mu);
     eb->st.prompt_tokens += req->n_prompt;
     eb->st.cached_tokens += res->cached_tokens;
@@ -234,7 +229,7 @@ static int engine_generate(fp_backend *b, const fp_gen_request *req, const fp_ge
             break;
         }
     }
-    const double t2 = now_s();
+    const double t2 = fp_now_s();
     sampler_free(&smp);
     session_cache_release(eb->o.cache, s, ok);
     if (eb->o.token_log) {

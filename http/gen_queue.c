@@ -2,6 +2,7 @@
  * backend (see gen_queue.h). Token callbacks decode bytes, push them
  * through gen_text (reasoning/answer/DSML/stops), and the API's stream
  * formatter writes events into the job's output channel. */
+#include "clock.h"
 #include "gen_queue.h"
 
 #include <pthread.h>
@@ -23,12 +24,6 @@ struct gen_queue {
     gen_queue_log_fn log;
     void *log_ud;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct run_ctx {
     gen_queue *e;
@@ -58,7 +53,7 @@ static int cb_cancelled(void *ud) {
 }
 
 static void run_job(gen_queue *e, job *j) {
-    double t0 = now_s();
+    double t0 = fp_now_s();
     run_ctx rc = {e, j};
     fp_gen_callbacks cb = {&rc, cb_token, cb_prefill, cb_cancelled};
     memset(&j->result, 0, sizeof j->result);
@@ -85,7 +80,7 @@ static void run_job(gen_queue *e, job *j) {
                  "%s prompt=%zu cached=%zu completion=%zu finish=%s%s%s calls=%zu %.3fs%s%s", j->id,
                  j->result.prompt_tokens, j->result.cached_tokens, j->result.completion_tokens,
                  names[j->result.finish], j->gen.stopped ? "(stop-seq)" : "",
-                 j->gen.dsml.failed ? "(bad-dsml)" : "", gen_text_n_calls(&j->gen), now_s() - t0,
+                 j->gen.dsml.failed ? "(bad-dsml)" : "", gen_text_n_calls(&j->gen), fp_now_s() - t0,
                  j->result.finish == FP_FINISH_ERROR ? " error=" : "",
                  j->result.finish == FP_FINISH_ERROR ? j->result.error : "");
         e->log(e->log_ud, line);

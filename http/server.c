@@ -7,6 +7,7 @@
  * hang-up so a client that goes away cancels its generation (queued or
  * running), and a quiet stream gets a keep-alive every keepalive_ms of wall
  * clock — during queueing, prefill, reasoning and withheld tool calls. */
+#include "clock.h"
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -54,12 +55,6 @@ typedef struct stream_ctx {
     job *j;
     double last_write;
 } stream_ctx;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void server_config_defaults(server_config *c) {
     memset(c, 0, sizeof *c);
@@ -159,7 +154,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
                 j->out_off = 0;
             }
             pthread_mutex_unlock(&j->mu);
-            sc->last_write = now_s();
+            sc->last_write = fp_now_s();
             return (ssize_t)n;
         }
         if (j->done) {
@@ -171,7 +166,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             pthread_mutex_unlock(&j->mu);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
-        double t = now_s();
+        double t = fp_now_s();
         if (t - sc->last_write >= keepalive) {
             const char *ka = j->ops->keepalive;
             size_t n = strlen(ka);
@@ -249,7 +244,7 @@ static enum MHD_Result generate(server *s, struct MHD_Connection *c, conn *cs, a
         }
         sc->s = s;
         sc->j = j;   /* the response owns our reference now */
-        sc->last_write = now_s();
+        sc->last_write = fp_now_s();
         MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
         MHD_add_response_header(r, "X-Accel-Buffering", "no");
@@ -456,7 +451,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!cs) {
         cs = calloc(1, sizeof *cs);
         if (!cs) return MHD_NO;
-        cs->t0 = now_s();
+        cs->t0 = fp_now_s();
         snprintf(cs->method, sizeof cs->method, "%s", method);
         snprintf(cs->path, sizeof cs->path, "%s", url);
         *con_cls = cs;
@@ -516,7 +511,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         s->requests[s->n_requests++] = (server_request_count){ep, cs->status, 0};
     if (k < s->n_requests) s->requests[k].count++;
     pthread_mutex_unlock(&s->stats_mu);
-    logf_(s, "%s %s %d %.3fs%s", cs->method, cs->path, cs->status, now_s() - cs->t0,
+    logf_(s, "%s %s %d %.3fs%s", cs->method, cs->path, cs->status, fp_now_s() - cs->t0,
           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     sb_free(&cs->body);
     free(cs);

@@ -3,6 +3,7 @@
  * and COMBINE by request id, heartbeats, stats, drain, shutdown. Every
  * frame from the node is decoded strictly and checked against what was
  * asked for before it becomes an event. */
+#include "clock.h"
 #include "errmsg.h"
 #include "node_client.h"
 
@@ -42,24 +43,6 @@ struct node_client {
     int st_head, st_count, st_cap;
     node_client_counters ctr;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 const char *node_error_name(int code) {
     if (code == NODE_ERR_LINK) return "link failure";
@@ -247,7 +230,7 @@ static int frame_to_event(node_client *c, tp_msg *m, node_event *ev) {
             return 0;
         }
         ev->request_id = id;
-        ev->rtt_ms = (now_s() - o->t_sent) * 1e3;
+        ev->rtt_ms = (fp_now_s() - o->t_sent) * 1e3;
         if ((int)v.h.n_items != o->n_items || (int)v.h.n_embd != o->n_embd || v.h.layer != o->layer) {
             ev->kind = NODE_EV_ERROR;
             ev->code = NODE_ERR_PROTOCOL;
@@ -289,7 +272,7 @@ static int frame_to_event(node_client *c, tp_msg *m, node_event *ev) {
                 c->ctr.late_dropped++;
                 return 0;
             }
-            ev->rtt_ms = (now_s() - o->t_sent) * 1e3;
+            ev->rtt_ms = (fp_now_s() - o->t_sent) * 1e3;
             out_remove(c, o);
         }
         if (c->state == ST_HELLO) c->state = ST_FAILED;
@@ -339,7 +322,7 @@ static int frame_to_event(node_client *c, tp_msg *m, node_event *ev) {
         }
         ev->kind = NODE_EV_HEARTBEAT;
         ev->seq = pc->heartbeat->seq;
-        ev->rtt_ms = (double)(now_ns() - pc->heartbeat->time_ns) * 1e-6;
+        ev->rtt_ms = (double)(fp_now_ns() - pc->heartbeat->time_ns) * 1e-6;
         break;
     case FP__CONTROL__BODY_STATS: {
         const Fp__Stats *s = pc->stats;
@@ -369,11 +352,11 @@ static int frame_to_event(node_client *c, tp_msg *m, node_event *ev) {
 
 /* Next event from the wire (not the stash). */
 static int wire_event(node_client *c, node_event *ev, int timeout_ms, char *err, size_t errlen) {
-    const int64_t end = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
+    const int64_t end = timeout_ms < 0 ? 0 : fp_now_ms() + timeout_ms;
     for (;;) {
         int left = -1;
         if (timeout_ms >= 0) {
-            int64_t l = end - now_ms();
+            int64_t l = end - fp_now_ms();
             left = l < 0 ? 0 : (int)l;
         }
         tp_msg m;
@@ -385,7 +368,7 @@ static int wire_event(node_client *c, node_event *ev, int timeout_ms, char *err,
         }
         if (r == 0) return 0;
         if (frame_to_event(c, &m, ev)) return 1;
-        if (timeout_ms >= 0 && now_ms() >= end) return 0;
+        if (timeout_ms >= 0 && fp_now_ms() >= end) return 0;
     }
 }
 
@@ -418,7 +401,7 @@ int node_client_wait_any(node_client *const *cs, int n, int timeout_ms, uint8_t 
  * other events are stashed for node_client_poll. 1 found, 0 timeout, -1
  * link failure. */
 static int wait_for(node_client *c, int want, uint64_t id, node_event *ev, int timeout_ms, char *err, size_t errlen) {
-    const int64_t end = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
+    const int64_t end = timeout_ms < 0 ? 0 : fp_now_ms() + timeout_ms;
     for (int i = 0; i < c->st_count; i++) {
         node_event *s = &c->stash[(c->st_head + i) % c->st_cap];
         if (s->request_id == id && (s->kind == want || s->kind == NODE_EV_ERROR)) {
@@ -432,7 +415,7 @@ static int wait_for(node_client *c, int want, uint64_t id, node_event *ev, int t
     for (;;) {
         int left = -1;
         if (timeout_ms >= 0) {
-            int64_t l = end - now_ms();
+            int64_t l = end - fp_now_ms();
             if (l < 0) return 0;
             left = (int)l;
         }
@@ -487,7 +470,7 @@ int node_client_dispatch(node_client *c, uint64_t request_id, int layer, int n_t
     char e[256];
     /* Stamped before the send: a preemption right after it (2 busy cores)
      * must not make the round trip look shorter than the node's compute. */
-    const double t_send = now_s();
+    const double t_send = fp_now_s();
     int r = transport_send(c->t, NULL, iov, ni, 0, e, sizeof e);
     if (r == 1) return fp_fail(err, errlen, "node %s: send queue full (node not keeping up or gone)", c->endpoint);
     if (r < 0) return fp_fail(err, errlen, "node %s: %s", c->endpoint, e);
@@ -546,11 +529,11 @@ int node_client_assign_send(node_client *c, const node_expert_id *ids, int n, ch
 int node_client_assign(node_client *c, const node_expert_id *ids, int n, node_progress_fn fn, void *ud,
                        int timeout_ms, char *err, size_t errlen) {
     if (node_client_assign_send(c, ids, n, err, errlen)) return -1;
-    const int64_t end = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
+    const int64_t end = timeout_ms < 0 ? 0 : fp_now_ms() + timeout_ms;
     for (;;) {
         int left = -1;
         if (timeout_ms >= 0) {
-            int64_t l = end - now_ms();
+            int64_t l = end - fp_now_ms();
             left = l < 0 ? 0 : (int)l;
         }
         node_event ev;
@@ -567,7 +550,7 @@ int node_client_assign(node_client *c, const node_expert_id *ids, int n, node_pr
 int node_client_heartbeat_send(node_client *c, uint64_t *seq, char *err, size_t errlen) {
     Fp__Heartbeat hb = FP__HEARTBEAT__INIT;
     hb.seq = ++c->hb_seq;
-    hb.time_ns = now_ns();
+    hb.time_ns = fp_now_ns();
     Fp__Control m = FP__CONTROL__INIT;
     m.body_case = FP__CONTROL__BODY_HEARTBEAT;
     m.heartbeat = &hb;
@@ -578,11 +561,11 @@ int node_client_heartbeat_send(node_client *c, uint64_t *seq, char *err, size_t 
 int node_client_heartbeat(node_client *c, double *rtt_ms, int timeout_ms, char *err, size_t errlen) {
     uint64_t seq;
     if (node_client_heartbeat_send(c, &seq, err, errlen)) return -1;
-    const int64_t end = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
+    const int64_t end = timeout_ms < 0 ? 0 : fp_now_ms() + timeout_ms;
     for (;;) {
         int left = -1;
         if (timeout_ms >= 0) {
-            int64_t l = end - now_ms();
+            int64_t l = end - fp_now_ms();
             left = l < 0 ? 0 : (int)l;
         }
         node_event ev;

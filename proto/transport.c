@@ -2,6 +2,7 @@
  * every implementation shares: blocking receive with a timeout on top of a
  * non-blocking try_recv, waiting on several transports at once (zmq_poll
  * over ZeroMQ sockets and plain fds alike), peer ids, CurveZMQ key pairs. */
+#include "clock.h"
 #include "transport_impl.h"
 
 #include <errno.h>
@@ -15,9 +16,7 @@ void transport_opts_default(transport_opts *o) {
 }
 
 int64_t transport_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return fp_now_ms();
 }
 
 static transport *open_any(const char *endpoint, int listen, const transport_opts *o, char *err, size_t errlen) {

@@ -7,6 +7,7 @@
  * the GGUF writer, in file order. Two round buffers alternate. The output
  * does not depend on the number of threads: every chunk's bytes are fixed
  * by (seed, tensor name, chunk index). */
+#include "clock.h"
 #include "errmsg.h"
 #include "mkmodel_write.h"
 
@@ -25,12 +26,6 @@
 #define ROUND_BYTES ((size_t)32 << 20)
 #define ROUND_CHUNKS 512
 #define CHUNK_ALIGN 64
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- metadata ------------------------------------------------------------ */
 
@@ -188,7 +183,7 @@ static void worker(void *ctx, int ith, int nth) {
 
 int mkmodel_write(const mkmodel_config *c, const char *path, int n_threads, mkmodel_progress_fn progress,
                   void *ud, mkmodel_result *res, char *err, size_t errlen) {
-    const double t0 = now_s();
+    const double t0 = fp_now_s();
     if (n_threads < 1) n_threads = 1;
     mkmodel_plan plan;
     mkmodel_vocab vocab;
@@ -249,14 +244,14 @@ int mkmodel_write(const mkmodel_config *c, const char *path, int n_threads, mkmo
         if (progress && r->put) {
             pg.tensors_done = r->tensors_done;
             pg.bytes_done = r->bytes_done;
-            pg.seconds = now_s() - t0;
+            pg.seconds = fp_now_s() - t0;
             progress(ud, &pg);
         }
     }
     if (progress) {
         pg.tensors_done = r->tensors_done;
         pg.bytes_done = r->bytes_done;
-        pg.seconds = now_s() - t0;
+        pg.seconds = fp_now_s() - t0;
         pg.syncing = 1;
         progress(ud, &pg);
     }
@@ -268,7 +263,7 @@ int mkmodel_write(const mkmodel_config *c, const char *path, int n_threads, mkmo
         res->file_bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
         res->n_merges = vocab.n_merges;
         memcpy(res->special, vocab.special, sizeof res->special);
-        res->seconds = now_s() - t0;
+        res->seconds = fp_now_s() - t0;
     }
     rc = 0;
 out:
